@@ -1,1 +1,37 @@
+"""AnimateDiff motion modules: formats, safe loading, injection into an ldm UNet, motion LoRA.
 
+Public API::
+
+    model = load(path)                       # MotionModel on the CPU, in the file's dtype
+    with inject(unet, model, frames) as inj:  # temporal attention within each run of `frames` rows
+        unet(x, timesteps, context)
+    # leaving restores the UNet exactly
+
+    lora = load_motion_lora(path)
+    with apply_motion_loras(model, [(lora, 0.8)]):
+        ...                                   # merged; leaving restores the weights exactly
+
+    noise_schedule(model).alphas_cumprod()    # the schedule the module was trained with
+"""
+
+from .formats import FAMILIES, MotionSpec, detect, full_width_spec
+from .inject import Injection, inject, remove_stale_modules
+from .loader import load, noise_schedule
+from .lora import MotionLoRA, apply_motion_loras, load_motion_lora
+from .model import MotionModel
+
+__all__ = [
+    "FAMILIES",
+    "Injection",
+    "MotionLoRA",
+    "MotionModel",
+    "MotionSpec",
+    "apply_motion_loras",
+    "detect",
+    "full_width_spec",
+    "inject",
+    "load",
+    "load_motion_lora",
+    "noise_schedule",
+    "remove_stale_modules",
+]
