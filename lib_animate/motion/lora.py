@@ -93,7 +93,8 @@ def load_motion_lora(path: str) -> MotionLoRA:
     return MotionLoRA(name, pairs)
 
 
-def _resolve(motion_model: MotionModel, lora: MotionLoRA) -> List[Tuple[str, torch.nn.Parameter, torch.Tensor, torch.Tensor]]:
+def resolve_pairs(motion_model: MotionModel, lora: MotionLoRA) -> List[Tuple[str, torch.nn.Parameter, torch.Tensor, torch.Tensor]]:
+    """(target, weight, down, up) for every pair of ``lora`` that applies; IncompatibleModelError otherwise."""
     params = dict(motion_model.named_parameters())
     resolved = []
     for target, (down, up) in lora.pairs.items():
@@ -124,7 +125,7 @@ def apply_motion_loras(motion_model: MotionModel, loras: Sequence[Tuple[MotionLo
     """
     deltas: Dict[str, Tuple[torch.nn.Parameter, List[Tuple[torch.Tensor, torch.Tensor, float]]]] = {}
     for lora, strength in loras:
-        for target, weight, down, up in _resolve(motion_model, lora):
+        for target, weight, down, up in resolve_pairs(motion_model, lora):
             deltas.setdefault(target, (weight, []))[1].append((down, up, float(strength)))
     backups = {}
     try:

@@ -1,0 +1,193 @@
+"""The script's arguments: one dict of named fields, validated once where it enters.
+
+The API sends ``alwayson_scripts: {"animate anyone": {"args": [ {...} ]}}``; the UI's
+components are gathered into the same dict. :func:`parse_args` checks every field (unknown
+names, types, ranges, allowed values) and returns an :class:`AnimateArgs`; anything wrong raises
+``InvalidInputError`` naming the field. Checks that need the webui or the files on disk (does the
+motion module exist, does the context fit its window) happen in the job set-up.
+
+This module is plain Python so CI can test it without a webui.
+"""
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import InvalidInputError
+
+MODES = ("animatediff", "animate_anyone")
+FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")
+NOISE_SCHEDULES = ("motion_module", "checkpoint")
+FUSIONS = ("pyramid", "flat")
+INTERPOLATIONS = ("slerp", "lerp")
+MAX_FRAMES = 1024  # a safety cap on one video; context windows keep memory flat below it
+
+
+@dataclass
+class MotionLoraArg:
+    name: str
+    strength: float = 1.0
+
+
+@dataclass
+class AnimateArgs:
+    enable: bool = False
+    mode: str = "animatediff"
+    motion_module: str = ""  # file name in the motion module folder; "" = the first one found
+    frames: int = 16
+    fps: float = 8.0
+    loop: int = 0  # GIF/WebP loop count, 0 = forever
+    formats: List[str] = field(default_factory=lambda: ["GIF"])
+    context_length: int = 0  # 0 = the motion module's window
+    context_overlap: int = 4
+    closed_loop: bool = False
+    context_stride: int = 1
+    fusion: str = "pyramid"
+    noise_schedule: str = "motion_module"
+    motion_loras: List[MotionLoraArg] = field(default_factory=list)
+    prompt_interpolation: str = "slerp"
+    init_strength: float = 1.0  # img2img: how strongly the init image pins the first frame
+    latent_power: float = 1.0
+    latent_scale: float = 32.0
+    last_frame: Any = None  # img2img: base64 string (API) or PIL image (UI)
+
+    def as_infotext_dict(self) -> Dict[str, Any]:
+        """Every setting that shapes the result (images are not repeated in the infotext)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("enable", "last_frame"):
+                continue
+            if f.name == "motion_loras":
+                value = [{"name": lora.name, "strength": lora.strength} for lora in value]
+            out[f.name] = value
+        return out
+
+
+def field_names() -> Tuple[str, ...]:
+    return tuple(f.name for f in fields(AnimateArgs))
+
+
+# --- type checks --------------------------------------------------------------------------------
+
+def _bool(name, value):
+    if isinstance(value, bool):
+        return value
+    raise InvalidInputError(f"'{name}' must be true or false, got {value!r}")
+
+
+def _int(name, value, minimum=None, maximum=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidInputError(f"'{name}' must be a whole number, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InvalidInputError(f"'{name}' must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidInputError(f"'{name}' must be at most {maximum}, got {value}")
+    return value
+
+
+def _number(name, value, minimum=None, maximum=None, exclusive_minimum=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(f"'{name}' must be a number, got {value!r}")
+    value = float(value)
+    if exclusive_minimum is not None and value <= exclusive_minimum:
+        raise InvalidInputError(f"'{name}' must be greater than {exclusive_minimum:g}, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise InvalidInputError(f"'{name}' must be at least {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise InvalidInputError(f"'{name}' must be at most {maximum:g}, got {value:g}")
+    return value
+
+
+def _choice(name, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInputError(f"'{name}' must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+    return value
+
+
+def _string(name, value):
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"'{name}' must be a string, got {value!r}")
+    return value.strip()
+
+
+def _formats(name, value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(f"'{name}' must be a list of {', '.join(FORMATS)}; got {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or item.upper() not in FORMATS:
+            raise InvalidInputError(f"unknown format {item!r} in '{name}'; allowed: {', '.join(FORMATS)}")
+        if item.upper() not in out:
+            out.append(item.upper())
+    return out
+
+
+def _motion_loras(name, value):
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(f"'{name}' must be a list of {{\"name\": file, \"strength\": number}}; got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidInputError(f"'{name}[{i}]' must be {{\"name\": file, \"strength\": number}}, got {item!r}")
+        unknown = set(item) - {"name", "strength"}
+        if unknown:
+            raise InvalidInputError(f"'{name}[{i}]' has unknown fields {sorted(unknown)}; use 'name' and 'strength'")
+        lora_name = _string(f"{name}[{i}].name", item.get("name"))
+        if not lora_name:
+            raise InvalidInputError(f"'{name}[{i}].name' must name a motion LoRA file")
+        out.append(MotionLoraArg(lora_name, _number(f"{name}[{i}].strength", item.get("strength", 1.0), -10, 10)))
+    return out
+
+
+# field -> validator(name, value)
+_VALIDATORS = {
+    "enable": _bool,
+    "mode": lambda n, v: _choice(n, v, MODES),
+    "motion_module": _string,
+    "frames": lambda n, v: _int(n, v, 2, MAX_FRAMES),
+    "fps": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=240),
+    "loop": lambda n, v: _int(n, v, 0, 65535),
+    "formats": _formats,
+    "context_length": lambda n, v: _int(n, v, 0, MAX_FRAMES),
+    "context_overlap": lambda n, v: _int(n, v, 0, MAX_FRAMES),
+    "closed_loop": _bool,
+    "context_stride": lambda n, v: _int(n, v, 1, 8),
+    "fusion": lambda n, v: _choice(n, v, FUSIONS),
+    "noise_schedule": lambda n, v: _choice(n, v, NOISE_SCHEDULES),
+    "motion_loras": _motion_loras,
+    "prompt_interpolation": lambda n, v: _choice(n, v, INTERPOLATIONS),
+    "init_strength": lambda n, v: _number(n, v, 0.0, 1.0),
+    "latent_power": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=100),
+    "latent_scale": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=10000),
+    "last_frame": lambda n, v: v,  # decoded (and checked) by the job, which has the webui's image decoder
+}
+assert set(_VALIDATORS) == set(field_names())
+
+
+def parse_args(values: Dict[str, Any]) -> AnimateArgs:
+    """Validate a dict of named fields (missing ones take their defaults)."""
+    if not isinstance(values, dict):
+        raise InvalidInputError(
+            f"the script's args must be a list holding one dict of named fields, e.g. "
+            f"\"args\": [{{\"enable\": true, \"frames\": 16}}]; got {type(values).__name__}"
+        )
+    unknown = sorted(set(values) - set(_VALIDATORS))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown field(s) {', '.join(repr(u) for u in unknown)}; known fields: {', '.join(field_names())}"
+        )
+    parsed = {name: _VALIDATORS[name](name, value) for name, value in values.items()}
+    args = AnimateArgs(**parsed)
+    if args.context_length and args.context_overlap >= args.context_length:
+        raise InvalidInputError(
+            f"'context_overlap' ({args.context_overlap}) must be smaller than 'context_length' ({args.context_length})"
+        )
+    return args

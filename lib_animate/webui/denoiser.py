@@ -1,0 +1,137 @@
+"""Hooks inside the webui's CFG denoiser for one video job: context windows and prompt travel.
+
+The webui calls its inner model (k-diffusion's ``CompVisDenoiser`` or the timestep samplers'
+``CompVisTimestepsDenoiser``) with ``N = chunks * frames`` rows: the cond clip, then the uncond
+clip, in one call or in separate calls (``batch_cond_uncond`` off, different token lengths,
+skipped uncond steps). :class:`WindowedInnerModel` replaces that object's ``forward`` at
+instance level for the job: each call is cut into context windows (the same frame indices in
+every chunk), the original forward runs per window with the motion modules' layout set to the
+window length, and the per-window outputs are fused with weights. Denoiser outputs are affine
+in the UNet output with per-row scalars that are equal across frames, so fusing them equals
+fusing the UNet outputs.
+"""
+
+import os
+from typing import Any, Callable, List, Optional
+
+import torch
+
+from ..sampling.context import apply_windows, context_windows
+from ..sampling.layout import FrameLayout
+from ..sampling.prompt_travel import interpolation_plan, travel_conds
+
+# Test-only switch (read by the end-to-end tests): raise inside the UNet call of this sampling step.
+FAIL_AT_STEP_ENV = "ANIMATE_ANYONE_TEST_FAIL_AT_STEP"
+WRAPPED_MARK = "_animate_anyone_windowed"
+
+
+class InjectedTestFailure(RuntimeError):
+    pass
+
+
+def _slice_rows(value: Any, rows: torch.Tensor, total: int) -> Any:
+    """Select ``rows`` from every tensor whose first dim is the batch (``total``), recursively."""
+    if isinstance(value, torch.Tensor):
+        return value[rows] if value.dim() > 0 and value.shape[0] == total else value
+    if isinstance(value, dict):
+        return {k: _slice_rows(v, rows, total) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_slice_rows(v, rows, total) for v in value)
+    return value
+
+
+class WindowSchedule:
+    """The context-window settings of a job; ``windows(step)`` gives the frame windows of a step."""
+
+    def __init__(self, frames: int, length: int, overlap: int, closed_loop: bool, stride: int, fusion: str):
+        self.frames, self.length, self.overlap = frames, length, overlap
+        self.closed_loop, self.stride, self.fusion = closed_loop, stride, fusion
+
+    def windows(self, step: int):
+        return context_windows(self.frames, self.length, self.overlap, step=step, closed_loop=self.closed_loop, stride=self.stride)
+
+    @property
+    def active(self) -> bool:
+        return self.frames > self.length
+
+
+class WindowedInnerModel:
+    """Installs and removes the windowed ``forward`` on the denoiser inner models of a job."""
+
+    def __init__(self, schedule: WindowSchedule, layout: FrameLayout):
+        self.schedule = schedule
+        self.layout = layout
+        self.step = 0
+        self.wrapped: List[Any] = []
+        fail = os.environ.get(FAIL_AT_STEP_ENV, "")
+        self.fail_at_step: Optional[int] = int(fail) if fail.strip().lstrip("-").isdigit() else None
+
+    def install(self, inner_model) -> None:
+        if vars(inner_model).get(WRAPPED_MARK) is self:
+            return
+        original = inner_model.forward
+        inner_model.forward = self._forward_for(original)
+        setattr(inner_model, WRAPPED_MARK, self)
+        self.wrapped.append(inner_model)
+
+    def remove(self) -> None:
+        for inner_model in self.wrapped:
+            if vars(inner_model).get(WRAPPED_MARK) is self:
+                for name in ("forward", WRAPPED_MARK):
+                    if name in vars(inner_model):
+                        delattr(inner_model, name)
+        self.wrapped = []
+
+    def _forward_for(self, original: Callable) -> Callable:
+        def forward(x, sigma, **kwargs):
+            if self.fail_at_step is not None and self.step >= self.fail_at_step:
+                raise InjectedTestFailure(f"{FAIL_AT_STEP_ENV}={self.fail_at_step}: failing on purpose at step {self.step}")
+            frames = self.schedule.frames
+            rows = x.shape[0]
+            chunks = rows // frames
+            if rows % frames:
+                raise RuntimeError(
+                    f"the denoiser got {rows} rows for a video of {frames} frames; the batch must hold whole clips"
+                )
+            if not self.schedule.active:
+                self.layout.set_frames(frames)
+                return original(x, sigma, **kwargs)
+
+            def run(window):
+                index = torch.tensor([c * frames + f for c in range(chunks) for f in window], device=x.device)
+                self.layout.set_frames(len(window))
+                out = original(x[index], sigma[index], **_slice_rows(kwargs, index, rows))
+                return out.reshape(chunks, len(window), *out.shape[1:])
+
+            try:
+                fused = apply_windows(run, self.schedule.windows(self.step), frames, weights=self.schedule.fusion, dim=1)
+            finally:
+                self.layout.set_frames(self.schedule.length)
+            return fused.reshape(rows, *fused.shape[2:]).to(x.dtype)
+
+        return forward
+
+
+class PromptTravel:
+    """Per-frame conditioning interpolated between keyframe prompts.
+
+    Every frame's prompt is set to the prompt of its first keyframe (``plan[f][0]``), so the
+    webui computes each keyframe's conditioning; at each step the frame rows are replaced by the
+    interpolation between their two keyframes' rows.
+    """
+
+    def __init__(self, keyframe_indices: List[int], frames: int, closed_loop: bool, method: str):
+        self.indices = list(keyframe_indices)
+        self.plan = interpolation_plan(self.indices, frames, closed_loop=closed_loop)
+        self.method = method
+        self.frames = frames
+
+    def frame_keyframes(self) -> List[int]:
+        """For every frame, the position (in the keyframe list) of the prompt it is given."""
+        return [a for a, _, _ in self.plan]
+
+    def conds(self, text_cond: torch.Tensor) -> torch.Tensor:
+        if text_cond.shape[0] != self.frames:
+            return text_cond  # not this video's layout (e.g. a hires pass with other prompts)
+        keyframe_conds = [text_cond[i] for i in self.indices]
+        return travel_conds(keyframe_conds, self.plan, self.method).to(text_cond.dtype)

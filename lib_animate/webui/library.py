@@ -1,0 +1,128 @@
+"""Where motion modules and motion LoRAs live on disk, and the loaded-weights cache.
+
+Motion modules: the folder set in Settings (default: the extension's ``motion_modules/``), plus
+the webui's ``models/AnimateDiff`` when it exists. Motion LoRAs: the ``lora/`` subfolder of
+each. Files are listed by name (``.safetensors`` first), never downloaded.
+
+The cache keeps the most recently used motion module on its device between jobs (loading a
+1.8 GB file per job would dominate short jobs). It holds no job state: a job borrows the model,
+and motion-LoRA merges are undone in place before the job returns (even on exceptions).
+"""
+
+import os
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ..motion import MotionModel, load, load_motion_lora
+from ..motion.lora import MotionLoRA
+from ..safe_load import SAFETENSORS_SUFFIXES, WEIGHT_SUFFIXES
+from .errors import RequestError
+
+LORA_SUBFOLDER = "lora"
+
+
+def _listing(folder: str, recursive: bool, skip: Tuple[str, ...] = ()) -> List[str]:
+    """Relative paths of weight files under ``folder`` (safetensors first, then by name)."""
+    found = []
+    if not os.path.isdir(folder):
+        return found
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in skip)
+        for name in files:
+            if name.lower().endswith(WEIGHT_SUFFIXES) and not name.startswith("."):
+                found.append(os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/"))
+        if not recursive:
+            break
+    return sorted(found, key=lambda rel: (not rel.lower().endswith(SAFETENSORS_SUFFIXES), rel.lower()))
+
+
+class MotionLibrary:
+    """The motion-module folders of one webui installation."""
+
+    def __init__(self, folders: List[str]):
+        self.folders = [os.path.abspath(f) for f in folders if f]
+
+    def modules(self) -> List[str]:
+        names: List[str] = []
+        for folder in self.folders:
+            for rel in _listing(folder, recursive=True, skip=(LORA_SUBFOLDER,)):
+                if rel not in names:
+                    names.append(rel)
+        return names
+
+    def loras(self) -> List[str]:
+        names: List[str] = []
+        for folder in self.folders:
+            for rel in _listing(os.path.join(folder, LORA_SUBFOLDER), recursive=True):
+                if rel not in names:
+                    names.append(rel)
+        return names
+
+    def _resolve(self, name: str, subfolder: str, kind: str, available: List[str]) -> str:
+        if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+            raise RequestError(f"{kind} '{name}': give a file name from the {kind} folder, not a path")
+        for folder in self.folders:
+            path = os.path.join(folder, subfolder, name)
+            if os.path.isfile(path):
+                return path
+        where = " or ".join(f"'{os.path.join(f, subfolder)}'" for f in self.folders)
+        shown = ", ".join(available[:10]) if available else "none"
+        raise RequestError(f"{kind} '{name}' was not found in {where}. Available: {shown}.")
+
+    def module_path(self, name: str) -> Tuple[str, str]:
+        """(name, path) of the motion module ``name``, or of the first one found for ""."""
+        available = self.modules()
+        if not name:
+            if not available:
+                where = " or ".join(f"'{f}'" for f in self.folders)
+                raise RequestError(
+                    f"no motion module found; put a motion module file (e.g. mm_sd_v15_v2.ckpt or "
+                    f"v3_sd15_mm.ckpt) into {where}"
+                )
+            name = available[0]
+        return name, self._resolve(name, "", "motion module", available)
+
+    def lora_path(self, name: str) -> str:
+        return self._resolve(name, LORA_SUBFOLDER, "motion LoRA", self.loras())
+
+
+def _file_key(path: str) -> Tuple[str, int, int]:
+    stat = os.stat(path)
+    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+
+class WeightsCache:
+    """The last motion module (on its device/dtype) and the motion LoRAs used, keyed by file identity."""
+
+    def __init__(self):
+        self._module: Optional[Tuple[Tuple, MotionModel]] = None
+        self._loras: Dict[Tuple, MotionLoRA] = {}
+
+    def motion_module(self, path: str, device: torch.device, dtype: torch.dtype) -> MotionModel:
+        key = (_file_key(path), str(device), dtype)
+        if self._module is not None and self._module[0] == key:
+            return self._module[1]
+        self._module = None  # drop the old one before loading the next (memory)
+        model = load(path).to(device=device, dtype=dtype)
+        self._module = (key, model)
+        return model
+
+    def motion_lora(self, path: str) -> MotionLoRA:
+        key = _file_key(path)
+        if key not in self._loras:
+            self._loras = {key: load_motion_lora(path), **{k: v for k, v in self._loras.items() if k != key}}
+            while len(self._loras) > 8:
+                self._loras.pop(next(reversed(self._loras)))
+        return self._loras[key]
+
+    def offload(self) -> None:
+        """Move the cached motion module to the CPU (low-VRAM mode, or on request)."""
+        if self._module is not None:
+            key, model = self._module
+            model.to("cpu")
+            self._module = ((key[0], "cpu", key[2]), model)
+
+    def clear(self) -> None:
+        self._module = None
+        self._loras = {}

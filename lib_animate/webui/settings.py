@@ -1,0 +1,67 @@
+"""The extension's section in the webui's Settings, and typed access to it.
+
+Options are read with ``shared.opts.data.get(key, default)`` so they also work before the
+settings UI has been built (early API calls).
+"""
+
+import os
+from dataclasses import dataclass
+
+SECTION = ("animate_anyone", "Animate Anyone")
+
+# key -> (default, label)
+OPTIONS = {
+    "animate_anyone_motion_dir": ("", "Motion module folder (empty: the extension's motion_modules folder); motion LoRAs go in its 'lora' subfolder"),
+    "animate_anyone_video_dir": ("", "Video output folder (empty: txt2img-videos / img2img-videos beside the image output folders)"),
+    "animate_anyone_keep_in_vram": (True, "Keep the motion module on the GPU between jobs (faster; moved to the CPU anyway with --medvram/--lowvram)"),
+    "animate_anyone_mp4_crf": (18, "MP4 (H.264) quality: CRF 0 (lossless) .. 51, lower is better"),
+    "animate_anyone_mp4_preset": ("medium", "MP4 (H.264) encoder speed preset"),
+    "animate_anyone_webm_crf": (30, "WebM (VP9) quality: CRF 0 .. 63, lower is better"),
+    "animate_anyone_webp_quality": (90, "WebP quality 0 .. 100"),
+    "animate_anyone_webp_lossless": (False, "Lossless WebP"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    motion_dir: str
+    video_dir: str
+    keep_in_vram: bool
+    mp4_crf: int
+    mp4_preset: str
+    webm_crf: int
+    webp_quality: int
+    webp_lossless: bool
+
+
+def read(opts_data: dict, extension_dir: str) -> Settings:
+    def get(key):
+        return opts_data.get(key, OPTIONS[key][0])
+
+    return Settings(
+        motion_dir=get("animate_anyone_motion_dir") or os.path.join(extension_dir, "motion_modules"),
+        video_dir=get("animate_anyone_video_dir"),
+        keep_in_vram=bool(get("animate_anyone_keep_in_vram")),
+        mp4_crf=int(get("animate_anyone_mp4_crf")),
+        mp4_preset=str(get("animate_anyone_mp4_preset")),
+        webm_crf=int(get("animate_anyone_webm_crf")),
+        webp_quality=int(get("animate_anyone_webp_quality")),
+        webp_lossless=bool(get("animate_anyone_webp_lossless")),
+    )
+
+
+def register(shared) -> None:
+    """Called from ``script_callbacks.on_ui_settings``."""
+    import gradio as gr
+
+    from lib_animate.video.options import X264_PRESETS
+
+    components = {
+        "animate_anyone_mp4_crf": (gr.Slider, {"minimum": 0, "maximum": 51, "step": 1}),
+        "animate_anyone_mp4_preset": (gr.Dropdown, {"choices": list(X264_PRESETS)}),
+        "animate_anyone_webm_crf": (gr.Slider, {"minimum": 0, "maximum": 63, "step": 1}),
+        "animate_anyone_webp_quality": (gr.Slider, {"minimum": 0, "maximum": 100, "step": 1}),
+    }
+    for key, (default, label) in OPTIONS.items():
+        component, component_args = components.get(key, (None, None))
+        shared.opts.add_option(key, shared.OptionInfo(default, label, component, component_args, section=SECTION))

@@ -1,0 +1,134 @@
+"""The accordion in txt2img / img2img.
+
+``build`` returns the components in the order of ``ui_fields(is_img2img)``; the first one is the
+enable checkbox (the accordion itself). The API puts one dict in that first slot instead, which
+the job recognises, so the UI and the API share one validator.
+"""
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+from .args import FORMATS, FUSIONS, INTERPOLATIONS, NOISE_SCHEDULES, AnimateArgs
+from .infotext import field_key
+
+MOTION_LORA_ROWS = 3
+NO_LORA = "None"
+
+_COMMON_FIELDS = (
+    "enable", "mode", "motion_module", "frames", "fps", "loop", "formats",
+    "context_length", "context_overlap", "closed_loop", "context_stride", "fusion",
+    "noise_schedule", "prompt_interpolation",
+)
+_IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame")
+
+
+def ui_fields(is_img2img: bool) -> Tuple[str, ...]:
+    lora_fields = tuple(f"motion_lora_{i}_{part}" for i in range(MOTION_LORA_ROWS) for part in ("name", "strength"))
+    return _COMMON_FIELDS + lora_fields + (_IMG2IMG_FIELDS if is_img2img else ())
+
+
+def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
+    """The UI components' values -> the API's field dict."""
+    named = dict(zip(ui_fields(is_img2img), values))
+    loras = []
+    for i in range(MOTION_LORA_ROWS):
+        name = named.pop(f"motion_lora_{i}_name", None)
+        strength = named.pop(f"motion_lora_{i}_strength", 1.0)
+        if name and name != NO_LORA:
+            loras.append({"name": name, "strength": float(strength)})
+    named["motion_loras"] = loras
+    for key in ("frames", "loop", "context_length", "context_overlap", "context_stride"):
+        if isinstance(named.get(key), float) and named[key].is_integer():
+            named[key] = int(named[key])
+    named["formats"] = list(named.get("formats") or [])
+    return named
+
+
+def build(script, is_img2img: bool, library) -> List[Any]:
+    import gradio as gr
+    from modules.ui_components import FormRow, InputAccordion, ToolButton
+
+    defaults = AnimateArgs()
+    modules = library.modules()
+    loras = [NO_LORA] + library.loras()
+
+    def eid(name):
+        return script.elem_id(name)
+
+    with InputAccordion(False, label="Animate Anyone", elem_id=eid("enable")) as enable:
+        mode = gr.Radio(label="Mode", choices=["animatediff"], value="animatediff", elem_id=eid("mode"),
+                        tooltip="animatediff: your checkpoint and LoRAs + a motion module")
+        with FormRow():
+            motion_module = gr.Dropdown(label="Motion module", choices=modules, value=modules[0] if modules else None, elem_id=eid("motion_module"))
+            refresh = ToolButton(value="\U0001f504", elem_id=eid("refresh"), tooltip="Rescan the motion module folders")
+        with FormRow():
+            frames = gr.Slider(label="Frames", minimum=2, maximum=256, step=1, value=defaults.frames, elem_id=eid("frames"))
+            fps = gr.Number(label="FPS", value=defaults.fps, minimum=1, elem_id=eid("fps"))
+            loop = gr.Number(label="Loop (0 = forever)", value=defaults.loop, precision=0, minimum=0, elem_id=eid("loop"))
+        formats = gr.CheckboxGroup(label="Save formats", choices=list(FORMATS), value=list(defaults.formats), elem_id=eid("formats"))
+        with gr.Accordion("Context windows (videos longer than the motion module's window)", open=False):
+            with FormRow():
+                context_length = gr.Number(label="Context length (0 = module's window)", value=defaults.context_length, precision=0, minimum=0, elem_id=eid("context_length"))
+                context_overlap = gr.Number(label="Overlap", value=defaults.context_overlap, precision=0, minimum=0, elem_id=eid("context_overlap"))
+                context_stride = gr.Number(label="Stride", value=defaults.context_stride, precision=0, minimum=1, elem_id=eid("context_stride"))
+            with FormRow():
+                closed_loop = gr.Checkbox(label="Closed loop (the end joins the start)", value=defaults.closed_loop, elem_id=eid("closed_loop"))
+                fusion = gr.Radio(label="Window fusion", choices=list(FUSIONS), value=defaults.fusion, elem_id=eid("fusion"))
+        with FormRow():
+            noise_schedule = gr.Radio(label="Noise schedule", choices=list(NOISE_SCHEDULES), value=defaults.noise_schedule, elem_id=eid("noise_schedule"),
+                                      tooltip="motion_module: the schedule the motion module was trained with (recommended); checkpoint: keep the checkpoint's")
+            prompt_interpolation = gr.Radio(label="Prompt travel interpolation", choices=list(INTERPOLATIONS), value=defaults.prompt_interpolation, elem_id=eid("prompt_interpolation"),
+                                            tooltip="Prompt travel: lines '0: prompt', '8: prompt' in the prompt box")
+        lora_components = []
+        with gr.Accordion("Motion LoRAs", open=False):
+            for i in range(MOTION_LORA_ROWS):
+                with FormRow():
+                    name = gr.Dropdown(label=f"Motion LoRA {i + 1}", choices=loras, value=NO_LORA, elem_id=eid(f"motion_lora_{i}_name"))
+                    strength = gr.Slider(label="Strength", minimum=-2, maximum=2, step=0.05, value=1.0, elem_id=eid(f"motion_lora_{i}_strength"))
+                lora_components += [name, strength]
+        img2img_components = []
+        if is_img2img:
+            with gr.Accordion("Image to video", open=True):
+                with FormRow():
+                    init_strength = gr.Slider(label="First-frame strength", minimum=0, maximum=1, step=0.01, value=defaults.init_strength, elem_id=eid("init_strength"))
+                    latent_power = gr.Number(label="Fade power", value=defaults.latent_power, minimum=0.01, elem_id=eid("latent_power"))
+                    latent_scale = gr.Number(label="Fade scale", value=defaults.latent_scale, minimum=0.01, elem_id=eid("latent_scale"))
+                last_frame = gr.Image(label="Last frame (optional)", type="pil", source="upload", elem_id=eid("last_frame"))
+            img2img_components = [init_strength, latent_power, latent_scale, last_frame]
+
+    def rescan():
+        modules_now = library.modules()
+        loras_now = [NO_LORA] + library.loras()
+        return [gr.Dropdown.update(choices=modules_now)] + [gr.Dropdown.update(choices=loras_now) for _ in range(MOTION_LORA_ROWS)]
+
+    refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
+
+    components = [enable, mode, motion_module, frames, fps, loop, formats, context_length, context_overlap,
+                  closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation] + lora_components + img2img_components
+    script.infotext_fields = _infotext_fields(components, is_img2img)
+    script.paste_field_names = []
+    return components
+
+
+def _infotext_fields(components, is_img2img: bool):
+    fields = []
+    for name, component in zip(ui_fields(is_img2img), components):
+        if name == "last_frame":
+            continue
+        if name.startswith("motion_lora_"):
+            _, _, index, part = name.split("_", 3)
+            fields.append((component, _lora_getter(int(index), part)))
+        else:
+            fields.append((component, field_key(name)))
+    return fields
+
+
+def _lora_getter(index: int, part: str):
+    def get(params):
+        loras = params.get(field_key("motion_loras"))
+        if not isinstance(loras, list):
+            return None
+        if index >= len(loras):
+            return NO_LORA if part == "name" else None
+        return loras[index].get(part)
+
+    return get

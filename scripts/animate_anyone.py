@@ -1,0 +1,43 @@
+"""The webui entry point: the "Animate Anyone" AlwaysVisible script and its callbacks.
+
+Thin by design: everything it does lives in lib_animate.webui. The API key is the title,
+lower-cased: ``alwayson_scripts: {"animate anyone": {"args": [{...}]}}``.
+"""
+
+from modules import script_callbacks, scripts, shared
+
+from lib_animate.webui import infotext, settings
+from lib_animate.webui import job as video_job
+from lib_animate.webui import ui as video_ui
+
+EXTENSION_DIR = scripts.basedir()
+environment = video_job.Environment(EXTENSION_DIR)
+
+
+class AnimateAnyoneScript(scripts.Script):
+    def title(self):
+        return "Animate Anyone"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return video_ui.build(self, is_img2img, environment.library())
+
+    def before_process(self, p, *args):
+        video_job.begin(p, args, environment, self.is_img2img, lambda values: video_ui.values_to_dict(values, self.is_img2img))
+
+    def process(self, p, *args):
+        job = video_job.of(p)
+        if job is not None:
+            job.process()
+
+    def postprocess(self, p, processed, *args):
+        job = video_job.of(p)
+        if job is not None:
+            job.postprocess(processed)
+
+
+script_callbacks.on_cfg_denoiser(video_job.on_cfg_denoiser)
+script_callbacks.on_ui_settings(lambda: settings.register(shared))
+script_callbacks.on_infotext_pasted(lambda text, params: infotext.expand_pasted(params))

@@ -1,0 +1,120 @@
+"""The script's argument contract (plain Python; the webui is not needed)."""
+
+import json
+
+import pytest
+
+from lib_animate.errors import InvalidInputError
+from lib_animate.webui.args import AnimateArgs, MotionLoraArg, field_names, parse_args
+from lib_animate.webui.compat_animatediff import looks_like_animatediff_payload, translate
+from lib_animate.webui.infotext import KEY, encode, expand_pasted, field_key
+from lib_animate.webui.ui import ui_fields, values_to_dict
+
+
+def test_defaults_match_the_documented_table():
+    args = parse_args({})
+    assert (args.enable, args.mode, args.motion_module, args.frames, args.fps, args.loop) == (False, "animatediff", "", 16, 8.0, 0)
+    assert args.formats == ["GIF"]
+    assert (args.context_length, args.context_overlap, args.closed_loop) == (0, 4, False)
+    assert args.noise_schedule == "motion_module"
+    assert args.motion_loras == []
+    assert (args.init_strength, args.last_frame) == (1.0, None)
+
+
+def test_a_full_request_parses():
+    args = parse_args({
+        "enable": True, "motion_module": "mm_sd_v15_v2.ckpt", "frames": 24, "fps": 12.5, "loop": 2,
+        "formats": ["gif", "MP4", "WEBM", "WEBP", "PNG", "GIF"], "context_length": 16, "context_overlap": 4,
+        "closed_loop": True, "noise_schedule": "checkpoint",
+        "motion_loras": [{"name": "v2_lora_ZoomIn.ckpt", "strength": 0.8}, {"name": "lora/b.safetensors"}],
+        "init_strength": 0.5,
+    })
+    assert args.formats == ["GIF", "MP4", "WEBM", "WEBP", "PNG"]
+    assert args.motion_loras == [MotionLoraArg("v2_lora_ZoomIn.ckpt", 0.8), MotionLoraArg("lora/b.safetensors", 1.0)]
+    assert args.fps == 12.5 and args.frames == 24
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"frames": 1}, "'frames' must be at least 2"),
+    ({"frames": 2.5}, "'frames' must be a whole number"),
+    ({"frames": "16"}, "'frames' must be a whole number"),
+    ({"frames": True}, "'frames' must be a whole number"),
+    ({"fps": 0}, "'fps' must be greater than 0"),
+    ({"fps": -3}, "'fps' must be greater than 0"),
+    ({"fps": float("nan")}, "'fps' must be a number"),
+    ({"loop": -1}, "'loop' must be at least 0"),
+    ({"formats": ["GIF", "AVI"]}, "unknown format 'AVI'"),
+    ({"formats": 5}, "'formats' must be a list"),
+    ({"enable": "yes"}, "'enable' must be true or false"),
+    ({"mode": "magic"}, "'mode' must be one of"),
+    ({"noise_schedule": "linear"}, "'noise_schedule' must be one of"),
+    ({"motion_loras": [{"name": "x", "weight": 1}]}, "unknown fields \\['weight'\\]"),
+    ({"motion_loras": ["x"]}, "must be {\"name\""),
+    ({"motion_loras": [{"strength": 1}]}, "must name a motion LoRA file"),
+    ({"context_length": 8, "context_overlap": 8}, "must be smaller than 'context_length'"),
+    ({"init_strength": 1.5}, "'init_strength' must be at most 1"),
+    ({"frame_count": 16}, "unknown field\\(s\\) 'frame_count'; known fields: enable"),
+])
+def test_bad_values_name_the_field(values, message):
+    with pytest.raises(InvalidInputError, match=message):
+        parse_args(values)
+
+
+def test_a_bare_dict_or_list_is_not_args():
+    with pytest.raises(InvalidInputError, match="must be a list holding one dict"):
+        parse_args([{"enable": True}])
+
+
+def test_sd_webui_animatediff_payload_is_translated():
+    theirs = {
+        "model": "mm_sd15_v3.safetensors", "enable": True, "format": ["GIF", "PNG", "TXT", "Frame"],
+        "video_length": 0, "fps": 8, "loop_number": 0, "closed_loop": "R-P", "batch_size": 16, "stride": 1,
+        "overlap": -1, "interp": "Off", "interp_x": 10, "video_source": None, "video_path": "", "mask_path": "",
+        "freeinit_enable": False, "freeinit_filter": "butterworth", "freeinit_ds": 0.25, "freeinit_dt": 0.25,
+        "freeinit_iters": 3, "latent_power": 1, "latent_scale": 32, "last_frame": None, "latent_power_last": 1,
+        "latent_scale_last": 32, "request_id": "",
+    }
+    assert looks_like_animatediff_payload(theirs)
+    args = parse_args(translate(theirs))
+    assert args.motion_module == "mm_sd15_v3.safetensors" and args.enable
+    assert args.frames == 16 and args.context_length == 16 and args.context_overlap == 4
+    assert args.closed_loop is True and args.formats == ["GIF", "PNG"]
+    assert parse_args(translate({"closed_loop": "N", "video_length": 24, "batch_size": 8, "overlap": 2})).closed_loop is False
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"model": "x", "video_source": "clip.mp4"}, "'video_source' = 'clip.mp4' is not supported"),
+    ({"model": "x", "freeinit_enable": True}, "'freeinit_enable' = True is not supported"),
+    ({"model": "x", "closed_loop": "Z"}, "'closed_loop' must be one of"),
+    ({"model": "x", "frames": 16}, "use either their fields or ours"),
+])
+def test_sd_webui_animatediff_payload_errors(values, message):
+    with pytest.raises(InvalidInputError, match=message):
+        translate(values)
+
+
+def test_ui_values_become_the_api_dict():
+    names = ui_fields(is_img2img=True)
+    values = {name: None for name in names}
+    values.update(enable=True, mode="animatediff", motion_module="a.ckpt", frames=16.0, fps=8, loop=0.0,
+                  formats=["MP4"], context_length=0.0, context_overlap=4.0, closed_loop=False, context_stride=1.0,
+                  fusion="pyramid", noise_schedule="motion_module", prompt_interpolation="slerp",
+                  motion_lora_0_name="zoom.ckpt", motion_lora_0_strength=0.5, motion_lora_1_name="None",
+                  motion_lora_1_strength=1.0, motion_lora_2_name=None, motion_lora_2_strength=1.0,
+                  init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None)
+    args = parse_args(values_to_dict([values[n] for n in names], is_img2img=True))
+    assert args.frames == 16 and args.loop == 0 and args.motion_loras == [MotionLoraArg("zoom.ckpt", 0.5)]
+    assert args.init_strength == 0.9 and args.formats == ["MP4"]
+
+
+def test_infotext_round_trip_restores_every_field():
+    args = parse_args({"enable": True, "frames": 20, "fps": 10, "formats": ["MP4", "GIF"], "closed_loop": True,
+                       "motion_loras": [{"name": "z.ckpt", "strength": 0.7}], "noise_schedule": "checkpoint"})
+    text = encode(args, {"motion_module": "mm.ckpt"})
+    params = {KEY: text}
+    expand_pasted(params)
+    assert params[field_key("enable")] is True
+    restored = {name: params[field_key(name)] for name in field_names() if field_key(name) in params}
+    # pasting gives back the settings, with the motion module the job actually used
+    assert parse_args(restored) == AnimateArgs(**{**args.__dict__, "motion_module": "mm.ckpt"})
+    assert json.loads(text)["motion_module"] == "mm.ckpt"
