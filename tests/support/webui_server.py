@@ -1,0 +1,206 @@
+"""Run a real webui as a subprocess on 127.0.0.1 for end-to-end tests.
+
+    server = WebuiServer(prepared)              # prepared = webui_env.prepare_data_dir(...)
+    server.start()                              # waits until the API answers
+    server.post("/sdapi/v1/txt2img", {...}).json()
+    with server.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
+        ...                                     # restarted with the variable, restored afterwards
+    server.stop()
+
+The server gets its own process group, so ``stop()`` ends the launcher and every child it started.
+"""
+
+import atexit
+import contextlib
+import http.client
+import json as jsonlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+HOST = "127.0.0.1"  # never anything else: tests must not listen on public interfaces
+
+# The flags that start v1.10.1 without network on a CPU (tests/e2e/README.md explains each).
+BASE_ARGS = (
+    "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--no-download-sd-model",
+    "--use-cpu", "all", "--no-half", "--api", "--opt-sdp-attention",
+)
+READY_PATH = "/sdapi/v1/sd-models"  # exists once the API routes are mounted, after the UI is built
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+
+    @property
+    def ok(self):
+        return 200 <= self.status < 300
+
+    def json(self):
+        return jsonlib.loads(self.body)
+
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+
+class WebuiStartupError(RuntimeError):
+    pass
+
+
+def _exited(pid):
+    """Whether our child has exited, without reaping it (WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
+class WebuiServer:
+    def __init__(self, prepared, extra_args=(), extra_env=None, startup_timeout=None):
+        self.prepared = prepared
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(extra_env or {})
+        self.startup_timeout = float(startup_timeout or os.environ.get("WEBUI_STARTUP_TIMEOUT", 300))
+        self.log_path = prepared.data_dir / "logs" / "webui.log"
+        self.port = None
+        self.proc = None
+        self._log_offset = 0
+        self.startup_seconds = None
+        # Proxies from the environment must never see loopback traffic.
+        self._http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    @property
+    def base_url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def command(self):
+        p = self.prepared
+        return [str(p.checkout.python), "launch.py", *BASE_ARGS, "--server-name", HOST, "--port", str(self.port),
+                "--data-dir", str(p.data_dir), "--ckpt", str(p.checkpoint), *self.extra_args]
+
+    def start(self):
+        if self.proc is not None:
+            raise RuntimeError("webui already running")
+        for attempt in range(3):
+            self.port = free_port()
+            self._spawn()
+            try:
+                self._wait_ready()
+                return self
+            except WebuiStartupError:
+                # Another process may have taken the port between free_port() and the bind.
+                retry = attempt < 2 and "address already in use" in self.log_tail().lower()
+                self.stop()
+                if not retry:
+                    raise
+
+    def _spawn(self):
+        env = self.prepared.env()
+        env.update(self.extra_env)
+        cmd = self.command()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._log_offset = log.tell()
+            extra = " ".join(f"{k}={v}" for k, v in sorted(self.extra_env.items()))
+            log.write(f"\n===== {time.strftime('%H:%M:%S')} start: {extra} {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(cmd, cwd=str(self.prepared.checkout.root), env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        atexit.register(self.stop)
+
+    def _wait_ready(self):
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        while time.monotonic() < deadline:
+            if _exited(self.proc.pid):  # not reaped, so stop() can still signal its group safely
+                raise WebuiStartupError(self._failure("the webui exited during startup"))
+            try:
+                if self.get(READY_PATH, timeout=5).ok:
+                    self.startup_seconds = time.monotonic() - started
+                    return
+            except (OSError, http.client.HTTPException):  # refused / reset / timed out while it boots
+                pass
+            time.sleep(0.5)
+        raise WebuiStartupError(self._failure(f"the webui API did not answer within {self.startup_timeout:.0f} s"))
+
+    def _failure(self, what):
+        return f"{what} ({self.base_url}); log {self.log_path}, last lines:\n{self.log_tail()}"
+
+    def log_tail(self, lines=60):
+        """The last lines the current (or last) run wrote to the log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        # tqdm progress bars redraw with \r; keep the last state of each line.
+        return "\n".join(line.split("\r")[-1] for line in text.rstrip("\n").split("\n")[-lines:])
+
+    def stop(self, timeout=20):
+        proc, self.proc = self.proc, None
+        atexit.unregister(self.stop)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the whole group: launcher, webui and anything they spawned
+        deadline = time.monotonic() + timeout
+        while not _exited(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The leader is still unreaped here, so its id cannot name another group yet.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+    def restart(self, extra_args=None, extra_env=None):
+        """Restart; ``extra_args`` / ``extra_env`` replace the current extras when given (``{}`` clears)."""
+        self.stop()
+        if extra_args is not None:
+            self.extra_args = list(extra_args)
+        if extra_env is not None:
+            self.extra_env = dict(extra_env)
+        return self.start()
+
+    @contextlib.contextmanager
+    def temporarily(self, extra_args=None, extra_env=None):
+        """Run the block against a server restarted with these extras, then restart it as it was."""
+        saved = (list(self.extra_args), dict(self.extra_env))
+        self.restart(extra_args=extra_args, extra_env=extra_env)
+        try:
+            yield self
+        finally:
+            self.restart(extra_args=saved[0], extra_env=saved[1])
+
+    def request(self, method, path, json=None, timeout=300):
+        data = None if json is None else jsonlib.dumps(json).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data is not None else {})
+        try:
+            with self._http.open(req, timeout=timeout) as resp:
+                return Response(resp.status, resp.read())
+        except urllib.error.HTTPError as err:  # 4xx/5xx still carry a body worth asserting on
+            return Response(err.code, err.read())
+
+    def get(self, path, timeout=60):
+        return self.request("GET", path, timeout=timeout)
+
+    def post(self, path, json=None, timeout=300):
+        return self.request("POST", path, json=json, timeout=timeout)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
