@@ -298,7 +298,8 @@ def build_checkpoint(webui, out, final):
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear)) and torch.count_nonzero(module.weight) == 0:
             module.reset_parameters()
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / (CHECKPOINT_NAME + ".safetensors")), metadata={"format": "pt", "note": f"random weights, seed {SEED}"})
+    # One metadata key only: safetensors writes several in random order, which would change the file's hash.
+    save_file(state, str(out / (CHECKPOINT_NAME + ".safetensors")), metadata={"format": "pt"})
 
     params.cond_stage_config.params = {"version": str(final / "tiny-clip")}  # where the cache entry will live
     OmegaConf.save(cfg, str(out / (CHECKPOINT_NAME + ".yaml")))

@@ -30,7 +30,8 @@ BASE_ARGS = (
     "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--no-download-sd-model",
     "--use-cpu", "all", "--no-half", "--api", "--opt-sdp-attention",
 )
-READY_PATH = "/sdapi/v1/sd-models"  # exists once the API routes are mounted, after the UI is built
+STARTED_MARKER = "Startup time:"  # printed by webui.py once the UI, the API and app_started callbacks are set up
+READY_PATH = "/sdapi/v1/sd-models"
 
 
 def free_port():
@@ -126,28 +127,35 @@ class WebuiServer:
         while time.monotonic() < deadline:
             if _exited(self.proc.pid):  # not reaped, so stop() can still signal its group safely
                 raise WebuiStartupError(self._failure("the webui exited during startup"))
-            try:
-                if self.get(READY_PATH, timeout=5).ok:
-                    self.startup_seconds = time.monotonic() - started
-                    return
-            except (OSError, http.client.HTTPException):  # refused / reset / timed out while it boots
-                pass
+            # No HTTP request before the webui says it is set up: v1.10.1 adds the API middleware
+            # after the server is listening, and a request in between makes that fail ("Cannot add
+            # middleware after an application has started"), which kills the webui.
+            if STARTED_MARKER in self._log_text():
+                try:
+                    if self.get(READY_PATH, timeout=5).ok:
+                        self.startup_seconds = time.monotonic() - started
+                        return
+                except (OSError, http.client.HTTPException):  # refused / reset / timed out
+                    pass
             time.sleep(0.5)
         raise WebuiStartupError(self._failure(f"the webui API did not answer within {self.startup_timeout:.0f} s"))
 
     def _failure(self, what):
         return f"{what} ({self.base_url}); log {self.log_path}, last lines:\n{self.log_tail()}"
 
-    def log_tail(self, lines=60):
-        """The last lines the current (or last) run wrote to the log."""
+    def _log_text(self):
+        """What the current (or last) run wrote to the log so far."""
         try:
             with open(self.log_path, "rb") as f:
                 f.seek(self._log_offset)
-                text = f.read().decode("utf-8", "replace")
+                return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def log_tail(self, lines=60):
         # tqdm progress bars redraw with \r; keep the last state of each line.
-        return "\n".join(line.split("\r")[-1] for line in text.rstrip("\n").split("\n")[-lines:])
+        text = self._log_text().rstrip("\n")
+        return "\n".join(line.split("\r")[-1] for line in text.split("\n")[-lines:])
 
     def stop(self, timeout=20):
         proc, self.proc = self.proc, None
