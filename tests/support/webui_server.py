@@ -102,7 +102,7 @@ class WebuiServer:
                 return self
             except WebuiStartupError:
                 # Another process may have taken the port between free_port() and the bind.
-                retry = attempt < 2 and "address already in use" in self.log_tail().lower()
+                retry = attempt < 2 and "cannot find empty port" in self.log_tail().lower()  # gradio's words
                 self.stop()
                 if not retry:
                     raise
