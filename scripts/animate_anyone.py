@@ -6,7 +6,7 @@ lower-cased: ``alwayson_scripts: {"animate anyone": {"args": [{...}]}}``.
 
 from modules import script_callbacks, scripts, shared
 
-from lib_animate.webui import infotext, settings
+from lib_animate.webui import settings
 from lib_animate.webui import job as video_job
 from lib_animate.webui import ui as video_ui
 
@@ -40,4 +40,3 @@ class AnimateAnyoneScript(scripts.Script):
 
 script_callbacks.on_cfg_denoiser(video_job.on_cfg_denoiser)
 script_callbacks.on_ui_settings(lambda: settings.register(shared))
-script_callbacks.on_infotext_pasted(lambda text, params: infotext.expand_pasted(params))

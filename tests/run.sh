@@ -16,8 +16,13 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -r tests/requirements.txt
   touch "$stamp"
 fi
+# Run the whole suite unless a test path was given.
+targets=(tests)
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) targets=(); break ;; esac
+done
 set +e
-"$VENV/bin/python" -m pytest tests "$@"
+"$VENV/bin/python" -m pytest "${targets[@]}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

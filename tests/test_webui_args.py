@@ -7,7 +7,7 @@ import pytest
 from lib_animate.errors import InvalidInputError
 from lib_animate.webui.args import AnimateArgs, MotionLoraArg, field_names, parse_args
 from lib_animate.webui.compat_animatediff import looks_like_animatediff_payload, translate
-from lib_animate.webui.infotext import KEY, encode, expand_pasted, field_key
+from lib_animate.webui.infotext import KEY, encode, pasted_fields
 from lib_animate.webui.ui import ui_fields, values_to_dict
 
 
@@ -111,10 +111,9 @@ def test_infotext_round_trip_restores_every_field():
     args = parse_args({"enable": True, "frames": 20, "fps": 10, "formats": ["MP4", "GIF"], "closed_loop": True,
                        "motion_loras": [{"name": "z.ckpt", "strength": 0.7}], "noise_schedule": "checkpoint"})
     text = encode(args, {"motion_module": "mm.ckpt"})
-    params = {KEY: text}
-    expand_pasted(params)
-    assert params[field_key("enable")] is True
-    restored = {name: params[field_key(name)] for name in field_names() if field_key(name) in params}
+    restored = pasted_fields({KEY: text})
+    assert restored["enable"] is True
+    assert pasted_fields({"Steps": "20"}) == {} and pasted_fields({KEY: "not json"}) == {}
     # pasting gives back the settings, with the motion module the job actually used
     assert parse_args(restored) == AnimateArgs(**{**args.__dict__, "motion_module": "mm.ckpt"})
     assert json.loads(text)["motion_module"] == "mm.ckpt"

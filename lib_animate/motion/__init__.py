@@ -15,7 +15,7 @@ Public API::
 """
 
 from .formats import FAMILIES, MotionSpec, detect, full_width_spec
-from .inject import Injection, inject, remove_stale_modules
+from .inject import Injection, check_compatible, inject, remove_stale_modules
 from .loader import load, noise_schedule
 from .lora import MotionLoRA, apply_motion_loras, load_motion_lora
 from .model import MotionModel
@@ -27,6 +27,7 @@ __all__ = [
     "MotionModel",
     "MotionSpec",
     "apply_motion_loras",
+    "check_compatible",
     "detect",
     "full_width_spec",
     "inject",

@@ -177,6 +177,13 @@ def remove_stale_modules(unet: nn.Module) -> int:
     return removed
 
 
+def check_compatible(unet: nn.Module, motion_model: MotionModel) -> None:
+    """Raise IncompatibleModelError if ``motion_model`` cannot go into ``unet`` (changes nothing)."""
+    if motion_model.sdxl:
+        raise IncompatibleModelError(f"'{motion_model.name}' is an SDXL motion module; SDXL is not supported yet")
+    _plan(unet, motion_model)
+
+
 # --- the context manager ----------------------------------------------------------------------
 
 @contextmanager
@@ -190,8 +197,7 @@ def inject(unet: nn.Module, motion_model: MotionModel, frames: int, layout: Opti
     """
     if getattr(unet, ACTIVE_ATTRIBUTE, None) is not None:
         raise RuntimeError("motion modules are already injected into this UNet; leave the first injection before injecting again")
-    if motion_model.sdxl:
-        raise IncompatibleModelError(f"'{motion_model.name}' is an SDXL motion module; SDXL is not supported yet")
+    check_compatible(unet, motion_model)
     _check_frames(motion_model, frames)
     remove_stale_modules(unet)
     plan = _plan(unet, motion_model)

@@ -158,13 +158,16 @@ class TemporalTransformer(nn.Module):
         # Per-frame GroupNorm (the original SD1.5 modules normalise each frame on its own).
         h = _norm(self.norm, x)
         # (clips*frames, c, h, w) -> (clips*h*w, frames, c): one sequence per latent pixel.
-        h = h.view(clips, frames, channels, height * width).permute(0, 3, 1, 2).reshape(-1, frames, channels)
+        h = h.reshape(clips, frames, channels, height * width).permute(0, 3, 1, 2).reshape(-1, frames, channels)
         h = self.proj_in(h.to(weight_dtype))
         for block in self.transformer_blocks:
             h = block(h)
         h = self.proj_out(h)
-        h = h.view(clips, height * width, frames, channels).permute(0, 2, 3, 1).reshape(rows, channels, height, width)
-        return h.to(x.dtype) + x
+        h = h.view(clips, height * width, frames, channels).permute(0, 2, 3, 1)
+        # The residual keeps x's memory layout (the webui's spatial transformers hand over
+        # channels-last tensors); a layout change would alter the next convolutions' numerics.
+        out = torch.empty_like(x)
+        return torch.add(x, h.reshape(rows, channels, height, width).to(x.dtype), out=out)
 
 
 class MotionModule(nn.Module):

@@ -1,8 +1,8 @@
 """The extension's entry in the webui's infotext (generation parameters), and reading it back.
 
 Written as one key, ``Animate Anyone: {json}`` (the webui quotes values that contain commas or
-colons and unquotes them when parsing). Pasting an infotext splits that JSON into one key per
-field, ``Animate Anyone <field>``, which the script's ``infotext_fields`` map to its controls.
+colons and unquotes them when parsing). Reading it back, each of the script's controls gets its
+field from that JSON (``pasted_fields``).
 """
 
 import json
@@ -19,22 +19,21 @@ def encode(args: AnimateArgs, extra: Dict[str, Any] = None) -> str:
     return json.dumps(data, separators=(", ", ": "))
 
 
-def field_key(name: str) -> str:
-    return f"{KEY} {name}"
+def pasted_fields(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The fields stored in a parsed infotext (``{}`` when it has no entry of ours).
 
-
-def expand_pasted(params: Dict[str, Any]) -> None:
-    """``on_infotext_pasted`` callback body: add per-field keys for the script's controls."""
+    Used by the controls' paste getters: they run both when a person pastes an infotext into the
+    UI and when an API request carries an ``infotext`` field (which runs no paste callbacks).
+    """
     raw = params.get(KEY)
     if raw is None:
-        return
+        return {}
     try:
         data = json.loads(raw) if isinstance(raw, str) else dict(raw)
     except (ValueError, TypeError):
-        return
+        return {}
     if not isinstance(data, dict):
-        return
-    params[field_key("enable")] = True
-    for name in field_names():
-        if name in data:
-            params[field_key(name)] = data[name]
+        return {}
+    fields = {name: data[name] for name in field_names() if name in data}
+    fields["enable"] = True
+    return fields

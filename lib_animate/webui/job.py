@@ -24,7 +24,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import AnimateError
-from ..motion import apply_motion_loras, inject, noise_schedule
+from ..motion import apply_motion_loras, check_compatible, inject, noise_schedule
 from ..motion.lora import resolve_pairs
 from ..sampling.context import validate_context
 from ..sampling.img2vid import blend_init_latents, img2vid_weights
@@ -257,6 +257,7 @@ class VideoJob:
         unet = sd_model.model.diffusion_model
         device = next(unet.parameters()).device
         self.motion_model = self.environment.cache.motion_module(path, device, devices.dtype_unet)
+        check_compatible(unet, self.motion_model)
 
         length = args.context_length or self.motion_model.max_frames
         if length > self.motion_model.max_frames:
@@ -336,7 +337,10 @@ class VideoJob:
         generator = torch.Generator().manual_seed(int(p.seeds[0]))
         noise = torch.randn((args.frames,) + tuple(first.shape[1:]), generator=generator).to(first.device, first.dtype)
         last = self.last_latent.to(first.device, first.dtype) if self.last_latent is not None else None
-        p.init_latent = blend_init_latents(noise, first, a, last, b)
+        blended = blend_init_latents(noise, first, a, last, b)
+        # Keep the webui's memory layout (its VAE may hand over channels-last latents): the layout
+        # changes which convolution kernels run, and with them the last bits of every frame.
+        p.init_latent = torch.empty_like(self.init_latent).copy_(blended)
 
     def _encode_last_frame(self, like: torch.Tensor) -> torch.Tensor:
         import numpy as np
@@ -371,18 +375,20 @@ class VideoJob:
         frames = args.frames
         first = processed.index_of_first_image
         all_frames = list(processed.images[first:])
-        videos = len(all_frames) // frames
-        interrupted = shared.state.interrupted or shared.state.skipped
-        if videos == 0 or (interrupted and not shared.opts.save_incomplete_images):
-            if interrupted:
-                processed.comments = (processed.comments or "") + "\nAnimate Anyone: interrupted, no video was written."
+        result = outputs.VideoOutputs(videos=len(all_frames) // frames)
+        result.interrupted = bool(shared.state.interrupted or shared.state.skipped)
+        outputs.wrap_js(processed, lambda: result.api_entry(frames, args.fps))
+        if result.interrupted and not shared.opts.save_incomplete_images:
+            result.videos = 0
+            result.message = "interrupted, no video was written"
+        if result.videos == 0:
+            result.message = result.message or "no complete video"
+            processed.comments = (processed.comments or "") + f"\nAnimate Anyone: {result.message}."
             return
 
-        save = self.save_requested and (not interrupted or shared.opts.save_incomplete_images)
-        items: List[outputs.VideoItem] = []
-        previews: List[str] = []
+        save = self.save_requested
         video_infotexts = []
-        for v in range(videos):
+        for v in range(result.videos):
             clip = all_frames[v * frames:(v + 1) * frames]
             index = v * frames
             text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=index, iteration=v, all_negative_prompts=p.all_negative_prompts)
@@ -397,23 +403,21 @@ class VideoJob:
                 basename = f"{images.get_next_sequence_number(folder, ''):05}-{p.all_seeds[index]}"
             video_items = outputs.write_video(v, clip, args.formats, options, folder, basename, want_bytes=p.is_api,
                                               write_txt=bool(getattr(shared.opts, "save_txt", False)))
-            items.extend(video_items)
+            result.items.extend(video_items)
             if not p.is_api:
-                previews.append(outputs.preview_file(clip, options, video_items))
+                result.previews.append(outputs.preview_file(clip, options, video_items))
 
-        frame_infotexts = list(processed.infotexts[first:first + videos * frames])
+        count = result.videos * frames
+        frame_infotexts = list(processed.infotexts[first:first + count])
         if p.is_api:
-            trailing = [i for i in items if i.format != "PNG"]
-            processed.images = all_frames[:videos * frames] + [outputs.base64_item(i) for i in trailing]
+            trailing = [i for i in result.items if i.format != "PNG"]
+            processed.images = all_frames[:count] + [outputs.base64_item(i) for i in trailing]
             processed.infotexts = frame_infotexts + [video_infotexts[i.video] for i in trailing]
-            first_item = videos * frames
+            result.first_item_index = count
         else:
-            processed.images = previews + all_frames[:videos * frames]
+            processed.images = result.previews + all_frames[:count]
             processed.infotexts = video_infotexts + frame_infotexts
-            first_item = 0
         processed.index_of_first_image = 0
-        result = outputs.VideoOutputs(items, previews)
-        outputs.wrap_js(processed, lambda: result.api_entry(frames, args.fps, first_item))
 
     def _video_folder(self, seed, prompt, image) -> str:
         from modules import images, shared

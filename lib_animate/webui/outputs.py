@@ -32,15 +32,21 @@ class VideoItem:
 class VideoOutputs:
     items: List[VideoItem] = field(default_factory=list)
     previews: List[str] = field(default_factory=list)  # animated files for the UI gallery
+    videos: int = 0
+    interrupted: bool = False
+    message: str = ""
+    first_item_index: int = 0  # where the video items start in the API's images
 
-    def api_entry(self, frames: int, fps: float, first_item_index: int) -> dict:
+    def api_entry(self, frames: int, fps: float) -> dict:
         trailing = [i for i in self.items if i.format != "PNG"]
         return {
             "frames": frames,
             "fps": fps,
-            "videos": len({i.video for i in self.items}) if self.items else 0,
+            "videos": self.videos,
+            "interrupted": self.interrupted,
+            "message": self.message,
             "items": [
-                {"index": first_item_index + n, "video": i.video, "format": i.format, "path": i.path}
+                {"index": self.first_item_index + n, "video": i.video, "format": i.format, "path": i.path}
                 for n, i in enumerate(trailing)
             ],
             "png_frames": [{"video": i.video, "path": i.path} for i in self.items if i.format == "PNG"],

@@ -8,7 +8,7 @@ the job recognises, so the UI and the API share one validator.
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .args import FORMATS, FUSIONS, INTERPOLATIONS, NOISE_SCHEDULES, AnimateArgs
-from .infotext import field_key
+from .infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
 NO_LORA = "None"
@@ -118,13 +118,20 @@ def _infotext_fields(components, is_img2img: bool):
             _, _, index, part = name.split("_", 3)
             fields.append((component, _lora_getter(int(index), part)))
         else:
-            fields.append((component, field_key(name)))
+            fields.append((component, _field_getter(name)))
     return fields
+
+
+def _field_getter(name: str):
+    def get(params):
+        return pasted_fields(params).get(name)
+
+    return get
 
 
 def _lora_getter(index: int, part: str):
     def get(params):
-        loras = params.get(field_key("motion_loras"))
+        loras = pasted_fields(params).get("motion_loras")
         if not isinstance(loras, list):
             return None
         if index >= len(loras):

@@ -297,6 +297,14 @@ def build_checkpoint(webui, out, final):
     for module in model.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear)) and torch.count_nonzero(module.weight) == 0:
             module.reset_parameters()
+    # A trained VAE's posterior is nearly deterministic (tiny std); a random one's is not, and the webui
+    # samples it with the global RNG, which would make img2img differ from request to request.
+    # A very negative log-variance (the second half of quant_conv's outputs) makes it deterministic too.
+    with torch.no_grad():
+        quant = model.first_stage_model.quant_conv
+        half = quant.out_channels // 2
+        quant.weight[half:].zero_()
+        quant.bias[half:].fill_(-30.0)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     # One metadata key only: safetensors writes several in random order, which would change the file's hash.
     save_file(state, str(out / (CHECKPOINT_NAME + ".safetensors")), metadata={"format": "pt"})

@@ -1,0 +1,309 @@
+"""AnimateDiff mode end to end: a real webui v1.10.1, the tiny random checkpoint, tiny motion modules.
+
+Every test talks to /sdapi/v1/txt2img or /sdapi/v1/img2img only; what "restored" means is checked
+by comparing plain requests' bytes before and after.
+"""
+
+import base64
+import io
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lib_animate.video import read_infotext, read_video
+from tests.e2e import animate_client as ac
+
+pytestmark = pytest.mark.e2e
+
+
+# Options the tests override per request. v1.10.1 restores an override afterwards only when the
+# option is already in the settings file (processing.process_images' stored_opts), so pin them
+# there first; otherwise an override would leak into later requests.
+OVERRIDDEN_OPTIONS = {"batch_cond_uncond": True, "pad_cond_uncond": False, "skip_early_cond": 0.0, "s_min_uncond": 0.0}
+
+
+@pytest.fixture(scope="module")
+def motion(webui):
+    response = webui.post("/sdapi/v1/options", OVERRIDDEN_OPTIONS)
+    assert response.ok, response.text()
+    return ac.motion_folder(webui)
+
+
+@pytest.fixture(scope="module")
+def baseline(webui, motion):
+    """A plain txt2img request's images, taken before any AnimateDiff job ran."""
+    return ac.ok(webui, ac.payload(batch_size=2))["images"]
+
+
+def assert_plain_request_unchanged(webui, baseline):
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+def test_txt2vid_returns_frames_then_videos_and_restores(webui, motion, baseline):
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "fps": 10,
+                                    "formats": ["GIF", "MP4", "WEBM", "WEBP"]}))
+    entry = data["info"]["animate_anyone"]
+    assert entry["frames"] == 8 and entry["fps"] == 10 and entry["videos"] == 1
+    assert len(data["images"]) == 8 + 4
+    assert data["info"]["all_seeds"] == list(range(1234, 1242))
+    assert [i["format"] for i in entry["items"]] == ["GIF", "MP4", "WEBM", "WEBP"]
+    assert [i["index"] for i in entry["items"]] == [8, 9, 10, 11]
+    frames = ac.frames_of(data)
+    assert all(f.shape == (64, 64, 3) for f in frames)
+    for item, blob in ac.trailing(data):
+        clip = read_video(blob)
+        assert len(clip.frames) == 8, item
+        assert clip.frames.shape[1:] == (64, 64, 3)
+        assert abs(clip.fps - 10) < 0.6, (item, clip.fps)
+        text = read_infotext(blob)
+        assert text and "Animate Anyone:" in text and "a red fox running" in text, item
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_frames_come_from_the_batch_with_per_frame_seeds_and_videos_per_iteration(webui, motion):
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 6, "formats": ["GIF"]}, n_iter=2, seed=50))
+    entry = data["info"]["animate_anyone"]
+    assert entry["videos"] == 2 and len(data["images"]) == 12 + 2
+    assert data["info"]["all_seeds"] == list(range(50, 62))  # the second video continues the seeds
+    assert [i["video"] for i in entry["items"]] == [0, 1]
+    first, second = [read_video(blob).frames for _, blob in ac.trailing(data)]
+    assert len(first) == len(second) == 6 and not np.array_equal(first, second)
+
+
+def test_zero_motion_module_with_checkpoint_schedule_equals_the_plain_batch(webui, motion):
+    plain = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8))["images"]]
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.ZERO_MODULE, "frames": 8,
+                                    "noise_schedule": "checkpoint", "formats": []}))
+    frames = ac.frames_of(data)
+    assert len(frames) == 8 and all(np.array_equal(a, b) for a, b in zip(frames, plain))
+
+
+def test_motion_module_schedule_differs_from_checkpoint_schedule(webui, motion):
+    args = {"enable": True, "motion_module": ac.ZERO_MODULE, "frames": 8, "formats": []}
+    with_mm = ac.ok(webui, ac.payload(dict(args, noise_schedule="motion_module")))["images"]
+    with_ckpt = ac.ok(webui, ac.payload(dict(args, noise_schedule="checkpoint")))["images"]
+    assert with_mm != with_ckpt
+
+
+def _mean_abs(a, b):
+    return float(np.mean([np.abs(x.astype(np.int16) - y.astype(np.int16)).mean() for x, y in zip(a, b)]))
+
+
+def test_split_cond_uncond_passes_give_the_same_clip(webui, motion):
+    """With batch_cond_uncond off the webui runs cond and uncond rows in separate UNet calls; each is one clip."""
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    batched = ac.frames_of(ac.ok(webui, ac.payload(args, override_settings={"batch_cond_uncond": True})))
+    split = ac.frames_of(ac.ok(webui, ac.payload(args, override_settings={"batch_cond_uncond": False})))
+    assert _mean_abs(batched, split) < 1.0  # the same clip up to float rounding (a broken layout differs by tens)
+
+
+def test_prompts_of_different_token_lengths_run_in_separate_passes(webui, motion):
+    long_prompt = "a red fox running in the snow, " + "very detailed fur, " * 30  # > 75 tokens: 154 vs 77
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    data = ac.ok(webui, ac.payload(args, prompt=long_prompt, override_settings={"pad_cond_uncond": False, "batch_cond_uncond": True}))
+    assert len(data["images"]) == 8
+
+
+@pytest.mark.parametrize("settings", [{"skip_early_cond": 0.5}, {"s_min_uncond": 100.0}])
+def test_skipped_uncond_steps_work(webui, motion, settings):
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}, override_settings=settings))
+    assert len(data["images"]) == 8
+
+
+@pytest.mark.parametrize("sampler", ["DDIM", "PLMS", "UniPC", "DPM++ 2M", "Euler a"])
+def test_samplers(webui, motion, sampler, baseline):
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}, sampler_name=sampler))
+    assert len(data["images"]) == 9
+    assert_plain_request_unchanged(webui, baseline)
+
+
+@pytest.mark.parametrize("module", [ac.V1_MODULE, ac.V3_MODULE])
+def test_other_versions(webui, motion, module, baseline):
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": module, "frames": 8, "formats": []}))
+    assert len(data["images"]) == 8
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_long_video_uses_context_windows(webui, motion, baseline):
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 12, "context_length": 8, "context_overlap": 2, "formats": ["MP4"]}
+    data = ac.ok(webui, ac.payload(args))
+    assert len(read_video(ac.trailing(data)[0][1]).frames) == 12
+    looped = ac.ok(webui, ac.payload(dict(args, closed_loop=True)))
+    assert looped["images"][:12] != data["images"][:12]
+    flat = ac.ok(webui, ac.payload(dict(args, fusion="flat")))
+    assert flat["images"][:12] != data["images"][:12]
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_prompt_travel(webui, motion):
+    travel = "masterpiece\n0: a red fox\n5: a white owl\nin the snow"
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}
+    data = ac.ok(webui, ac.payload(args, prompt=travel))
+    plain = ac.ok(webui, ac.payload(args, prompt="masterpiece, a red fox, in the snow"))
+    assert data["images"][:8] != plain["images"][:8]
+    prompts = data["info"]["all_prompts"]
+    assert prompts[0] == "masterpiece, a red fox, in the snow" and prompts[5] == "masterpiece, a white owl, in the snow"
+    video_text = read_infotext(ac.trailing(data)[0][1])
+    assert video_text.startswith(travel)  # the video records the whole travel prompt
+    error = ac.rejected(webui, ac.payload(args, prompt="0: a fox\n9: an owl"))
+    assert "keyframe 9" in error and "beyond the last frame" in error
+
+
+def test_motion_lora_is_applied_and_removed(webui, motion):
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    before = ac.ok(webui, ac.payload(args))["images"]
+    with_lora = ac.ok(webui, ac.payload(dict(args, motion_loras=[{"name": ac.LORA, "strength": 1.0}])))["images"]
+    after = ac.ok(webui, ac.payload(args))["images"]
+    assert with_lora != before
+    assert after == before
+
+
+def test_files_are_saved_beside_the_image_folders(webui, motion):
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8,
+                                    "formats": ["GIF", "MP4", "PNG"]}, save_images=True))
+    entry = data["info"]["animate_anyone"]
+    paths = [i["path"] for i in entry["items"]]
+    assert all(p and os.path.isfile(p) for p in paths), paths
+    outputs = webui.prepared.data_dir / "outputs"
+    for p in paths:
+        relative = os.path.relpath(p, outputs)
+        assert relative.split(os.sep)[0] == "txt2img-videos", relative
+        assert len(relative.split(os.sep)) == 3  # txt2img-videos/<date>/<file>
+    assert entry["png_frames"] and len(os.listdir(entry["png_frames"][0]["path"])) == 8
+    assert read_infotext(paths[0]).startswith("a red fox running")
+    unsaved = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}))
+    assert unsaved["info"]["animate_anyone"]["items"][0]["path"] is None
+
+
+def test_infotext_pasted_back_reproduces_the_video(webui, motion):
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "fps": 12, "formats": ["GIF"],
+            "context_length": 6, "context_overlap": 2, "closed_loop": True, "motion_loras": [{"name": ac.LORA, "strength": 0.5}]}
+    first = ac.ok(webui, ac.payload(args))
+    text = read_infotext(ac.trailing(first)[0][1])
+    again = ac.ok(webui, {"infotext": text, "save_images": False, "width": 64, "height": 64})
+    assert again["info"]["animate_anyone"]["fps"] == 12
+    assert again["images"][:8] == first["images"][:8]
+
+
+def test_sd_webui_animatediff_payload_under_our_key(webui, motion):
+    theirs = {"model": ac.MODULE, "enable": True, "video_length": 8, "fps": 8, "loop_number": 0, "closed_loop": "N",
+              "batch_size": 16, "stride": 1, "overlap": -1, "format": ["GIF", "PNG"], "interp": "Off", "interp_x": 10,
+              "video_source": None, "video_path": "", "latent_power": 1, "latent_scale": 32, "last_frame": None}
+    data = ac.ok(webui, ac.payload(theirs))
+    assert data["info"]["animate_anyone"]["frames"] == 8 and len(data["images"]) == 9
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"motion_module": "missing.ckpt"}, "'missing.ckpt' was not found"),
+    ({"motion_module": "zz_bad/garbage.ckpt"}, "not a readable PyTorch motion module"),
+    ({"motion_module": "zz_bad/a_motion_lora.safetensors"}, "is a motion LoRA, not a motion module"),
+    ({"motion_module": "zz_bad/mm_sdxl_tiny.safetensors"}, "SDXL is not supported yet"),
+    ({"motion_module": "zz_bad/wide_v2.safetensors"}, "different model families"),
+    ({"motion_module": "../../config.json"}, "not a path"),
+    ({"frames": 1}, "'frames' must be at least 2"),
+    ({"context_length": 40}, "exceeds the window"),
+    ({"fps": 0}, "'fps' must be greater than 0"),
+    ({"formats": ["AVI"]}, "unknown format 'AVI'"),
+    ({"frames": "eight"}, "'frames' must be a whole number"),
+    ({"framez": 8}, "unknown field(s) 'framez'"),
+    ({"motion_loras": [{"name": "nope.ckpt"}]}, "motion LoRA 'nope.ckpt' was not found"),
+])
+def test_bad_input_is_answered_422_and_the_next_request_works(webui, motion, baseline, args, words):
+    body = ac.payload(dict({"enable": True, "motion_module": ac.MODULE, "frames": 8}, **args))
+    assert words in ac.rejected(webui, body)
+    assert_plain_request_unchanged(webui, baseline)
+    assert len(ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}))["images"]) == 8
+
+
+def test_and_prompts_are_refused(webui, motion):
+    error = ac.rejected(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8}, prompt="a fox AND an owl"))
+    assert "AND" in error
+
+
+def test_args_must_be_a_list_holding_a_dict(webui, motion):
+    body = ac.payload()
+    body["alwayson_scripts"] = {ac.KEY: {"args": {"enable": True}}}
+    response = webui.post("/sdapi/v1/txt2img", body)
+    assert response.status == 500  # the webui indexes args itself before our script sees them (README)
+    body["alwayson_scripts"] = {ac.KEY: {"args": ["enable"]}}
+    assert "must be a list holding one dict" in ac.rejected(webui, body)
+
+
+def _init_image_b64(color):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_img2vid_pins_the_first_and_last_frames(webui, motion, baseline):
+    """With the identity (zero) motion module, frame 0 starts from the init image's latent and the last
+    frame from last_frame's, as plain img2img rows of those images do (up to the VAE posterior's
+    float noise: the webui samples it with the global RNG), while unpinned frames start from noise."""
+    red, blue = _init_image_b64((200, 40, 40)), _init_image_b64((40, 40, 200))
+    common = dict(denoising_strength=0.3)
+    plain_red = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8, init_images=[red], **common), path="/sdapi/v1/img2img")["images"]]
+    plain_blue = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8, init_images=[blue], **common), path="/sdapi/v1/img2img")["images"]]
+    args = {"enable": True, "motion_module": ac.ZERO_MODULE, "frames": 8, "formats": ["GIF"], "noise_schedule": "checkpoint",
+            "init_strength": 1.0, "last_frame": blue}
+    data = ac.ok(webui, ac.payload(args, init_images=[red], **common), path="/sdapi/v1/img2img")
+    frames = ac.frames_of(data)
+    assert len(frames) == 8 and data["info"]["animate_anyone"]["frames"] == 8
+    loose = ac.frames_of(ac.ok(webui, ac.payload(dict(args, init_strength=0.0, last_frame=None), init_images=[red], **common), path="/sdapi/v1/img2img"))
+    pinned_first, pinned_last = _mean_abs([frames[0]], [plain_red[0]]), _mean_abs([frames[7]], [plain_blue[7]])
+    free_first, free_last = _mean_abs([loose[0]], [plain_red[0]]), _mean_abs([loose[7]], [plain_blue[7]])
+    # pinned: equal up to the VAE posterior's remaining float noise (a stray level here and there)
+    assert pinned_first < 0.05 and free_first > 5, (pinned_first, free_first)
+    assert pinned_last < 0.05 and free_last > 5, (pinned_last, free_last)
+    error = ac.rejected(webui, ac.payload(args, init_images=[red, red], **common), path="/sdapi/v1/img2img")
+    assert "exactly one init image" in error
+    assert "'last_frame' is not a readable image" in ac.rejected(
+        webui, ac.payload(dict(args, last_frame="bm90IGFuIGltYWdl"), init_images=[red], **common), path="/sdapi/v1/img2img")
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_an_exception_mid_sampling_restores_everything(webui, motion, baseline):
+    with webui.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
+        plain_here = ac.ok(webui, ac.payload(batch_size=2))["images"]
+        response = webui.post("/sdapi/v1/txt2img", ac.payload({"enable": True, "motion_module": ac.V1_MODULE, "frames": 8,
+                                                                "motion_loras": [], "formats": ["GIF"]}))
+        assert response.status == 500 and "failing on purpose" in response.text()
+        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain_here
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_an_interrupted_job_leaves_the_model_clean(webui, motion, baseline):
+    body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 16, "formats": ["GIF"]}, steps=40, width=128, height=128)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(response=webui.post("/sdapi/v1/txt2img", body)))
+    worker.start()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        progress = webui.get("/sdapi/v1/progress").json()
+        if progress["state"]["sampling_step"] >= 2:
+            break
+        time.sleep(0.2)
+    webui.post("/sdapi/v1/interrupt", {})
+    worker.join(300)
+    assert result["response"].ok
+    entry = __import__("json").loads(result["response"].json()["info"])["animate_anyone"]
+    assert entry["interrupted"] is True and entry["videos"] == 0 and entry["items"] == []
+    assert_plain_request_unchanged(webui, baseline)
+
+
+@pytest.mark.parametrize("optimization", ["sub-quadratic", "Doggettx", "sdp"])
+def test_webui_attention_optimizations(webui, motion, optimization):
+    """The spatial attention runs through whatever the webui selected; the motion modules keep their own."""
+    assert webui.post("/sdapi/v1/options", {"cross_attention_optimization": optimization}).ok
+    try:
+        assert f"Applying attention optimization: {optimization}" in webui.log_tail(400)
+        plain = ac.ok(webui, ac.payload(batch_size=2))["images"]
+        data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}))
+        assert len(data["images"]) == 9
+        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain
+    finally:
+        assert webui.post("/sdapi/v1/options", {"cross_attention_optimization": "Automatic"}).ok
