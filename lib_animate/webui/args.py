@@ -20,6 +20,9 @@ FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")
 NOISE_SCHEDULES = ("motion_module", "checkpoint")
 FUSIONS = ("pyramid", "flat")
 INTERPOLATIONS = ("slerp", "lerp")
+FITS = ("resize", "letterbox")
+POSE_SOURCES = ("auto", "skeleton", "person")
+AA_DDIM = "animate_anyone_ddim"
 MAX_FRAMES = 1024  # a safety cap on one video; context windows keep memory flat below it
 
 
@@ -50,13 +53,28 @@ class AnimateArgs:
     latent_power: float = 1.0
     latent_scale: float = 32.0
     last_frame: Any = None  # img2img: base64 string (API) or PIL image (UI)
+    # animate_anyone mode
+    reference_image: Any = None  # base64 string (API) or PIL image (UI)
+    pose_video: Any = None  # base64 string (API) or bytes (UI upload) of an MP4 / WebM / GIF / WebP
+    pose_frames: Any = None  # list of base64 strings or PIL images
+    pose_json: Any = None  # OpenPose / ControlNet keypoint JSON: a frame, a list of frames or {"poses": [...]}
+    pose_source: str = "auto"  # pose_video holds rendered skeletons, a person (DWPose detection), or auto
+    pose_stride: int = 1
+    pose_fps: float = 0.0  # resample the pose video to this fps (0 = keep its own)
+    pose_max_frames: int = 0  # use at most this many pose frames (0 = all, up to the configured maximum)
+    fit: str = "resize"
+    draw_face: bool = True
+    draw_hands: bool = True
+    sampler: str = AA_DDIM
+    # names of the fields the request set explicitly (not part of the infotext)
+    given: frozenset = field(default_factory=frozenset, compare=False)
 
     def as_infotext_dict(self) -> Dict[str, Any]:
         """Every setting that shapes the result (images are not repeated in the infotext)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("enable", "last_frame"):
+            if f.name in _NOT_IN_INFOTEXT:
                 continue
             if f.name == "motion_loras":
                 value = [{"name": lora.name, "strength": lora.strength} for lora in value]
@@ -64,8 +82,12 @@ class AnimateArgs:
         return out
 
 
+_NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given")
+POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
+
+
 def field_names() -> Tuple[str, ...]:
-    return tuple(f.name for f in fields(AnimateArgs))
+    return tuple(f.name for f in fields(AnimateArgs) if f.name != "given")
 
 
 # --- type checks --------------------------------------------------------------------------------
@@ -128,6 +150,14 @@ def _formats(name, value):
     return out
 
 
+def _optional_list(name, value):
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(f"'{name}' must be a list, got {type(value).__name__}")
+    return list(value)
+
+
 def _motion_loras(name, value):
     if value is None:
         return []
@@ -168,8 +198,25 @@ _VALIDATORS = {
     "latent_power": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=100),
     "latent_scale": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=10000),
     "last_frame": lambda n, v: v,  # decoded (and checked) by the job, which has the webui's image decoder
+    "reference_image": lambda n, v: v,
+    "pose_video": lambda n, v: v,
+    "pose_frames": _optional_list,
+    "pose_json": lambda n, v: v,  # parsed by lib_animate.pose (clear errors per frame)
+    "pose_source": lambda n, v: _choice(n, v, POSE_SOURCES),
+    "pose_stride": lambda n, v: _int(n, v, 1, 1000),
+    "pose_fps": lambda n, v: _number(n, v, 0, 240),
+    "pose_max_frames": lambda n, v: _int(n, v, 0, MAX_FRAMES),
+    "fit": lambda n, v: _choice(n, v, FITS),
+    "draw_face": _bool,
+    "draw_hands": _bool,
+    "sampler": _string,  # a webui sampler name or animate_anyone_ddim, checked by the job
 }
 assert set(_VALIDATORS) == set(field_names())
+
+
+def pose_inputs_given(args: "AnimateArgs") -> Tuple[str, ...]:
+    """The pose fields that hold something (``None``, ``""`` and ``[]`` count as empty)."""
+    return tuple(name for name in POSE_INPUTS if getattr(args, name) not in (None, "", [], b""))
 
 
 def parse_args(values: Dict[str, Any]) -> AnimateArgs:
@@ -185,7 +232,7 @@ def parse_args(values: Dict[str, Any]) -> AnimateArgs:
             f"unknown field(s) {', '.join(repr(u) for u in unknown)}; known fields: {', '.join(field_names())}"
         )
     parsed = {name: _VALIDATORS[name](name, value) for name, value in values.items()}
-    args = AnimateArgs(**parsed)
+    args = AnimateArgs(**parsed, given=frozenset(values))
     if args.context_length and args.context_overlap >= args.context_length:
         raise InvalidInputError(
             f"'context_overlap' ({args.context_overlap}) must be smaller than 'context_length' ({args.context_length})"

@@ -58,9 +58,12 @@ class WindowSchedule:
 class WindowedInnerModel:
     """Installs and removes the windowed ``forward`` on the denoiser inner models of a job."""
 
-    def __init__(self, schedule: WindowSchedule, layout: FrameLayout):
+    def __init__(self, schedule: WindowSchedule, layout: FrameLayout, on_call: Optional[Callable] = None):
         self.schedule = schedule
         self.layout = layout
+        # on_call(frame_indices or None for all frames, chunks, kwargs of the call): per-call set-up
+        # of other hooks (Animate Anyone: pose frames of the window, cond/uncond roles).
+        self.on_call = on_call
         self.step = 0
         self.wrapped: List[Any] = []
         fail = os.environ.get(FAIL_AT_STEP_ENV, "")
@@ -95,12 +98,17 @@ class WindowedInnerModel:
                 )
             if not self.schedule.active:
                 self.layout.set_frames(frames)
+                if self.on_call is not None:
+                    self.on_call(None, chunks, kwargs)
                 return original(x, sigma, **kwargs)
 
             def run(window):
                 index = torch.tensor([c * frames + f for c in range(chunks) for f in window], device=x.device)
                 self.layout.set_frames(len(window))
-                out = original(x[index], sigma[index], **_slice_rows(kwargs, index, rows))
+                window_kwargs = _slice_rows(kwargs, index, rows)
+                if self.on_call is not None:
+                    self.on_call(list(window), chunks, window_kwargs)
+                out = original(x[index], sigma[index], **window_kwargs)
                 return out.reshape(chunks, len(window), *out.shape[1:])
 
             try:

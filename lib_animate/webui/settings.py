@@ -13,6 +13,9 @@ SECTION = ("animate_anyone", "Animate Anyone")
 OPTIONS = {
     "animate_anyone_motion_dir": ("", "Motion module folder (empty: the extension's motion_modules folder); motion LoRAs go in its 'lora' subfolder"),
     "animate_anyone_video_dir": ("", "Video output folder (empty: txt2img-videos / img2img-videos beside the image output folders)"),
+    "animate_anyone_weights_dir": ("", "Animate Anyone weights folder (empty: models/AnimateAnyone); converted UNets are cached in its 'converted' subfolder"),
+    "animate_anyone_dwpose_dir": ("", "DWPose model folder (yolox_l.onnx, dw-ll_ucoco_384.onnx); ControlNet's annotator folder is searched too"),
+    "animate_anyone_max_pose_frames": (300, "Longest pose sequence accepted (frames, after stride and fps)"),
     "animate_anyone_keep_in_vram": (True, "Keep the motion module on the GPU between jobs (faster; moved to the CPU anyway with --medvram/--lowvram)"),
     "animate_anyone_mp4_crf": (18, "MP4 (H.264) quality: CRF 0 (lossless) .. 51, lower is better"),
     "animate_anyone_mp4_preset": ("medium", "MP4 (H.264) encoder speed preset"),
@@ -26,6 +29,9 @@ OPTIONS = {
 class Settings:
     motion_dir: str
     video_dir: str
+    weights_dir: str
+    dwpose_dir: str
+    max_pose_frames: int
     keep_in_vram: bool
     mp4_crf: int
     mp4_preset: str
@@ -34,13 +40,16 @@ class Settings:
     webp_lossless: bool
 
 
-def read(opts_data: dict, extension_dir: str) -> Settings:
+def read(opts_data: dict, extension_dir: str, models_path: str) -> Settings:
     def get(key):
         return opts_data.get(key, OPTIONS[key][0])
 
     return Settings(
         motion_dir=get("animate_anyone_motion_dir") or os.path.join(extension_dir, "motion_modules"),
         video_dir=get("animate_anyone_video_dir"),
+        weights_dir=get("animate_anyone_weights_dir") or os.path.join(models_path, "AnimateAnyone"),
+        dwpose_dir=get("animate_anyone_dwpose_dir"),
+        max_pose_frames=int(get("animate_anyone_max_pose_frames")),
         keep_in_vram=bool(get("animate_anyone_keep_in_vram")),
         mp4_crf=int(get("animate_anyone_mp4_crf")),
         mp4_preset=str(get("animate_anyone_mp4_preset")),
@@ -61,6 +70,7 @@ def register(shared) -> None:
         "animate_anyone_mp4_preset": (gr.Dropdown, {"choices": list(X264_PRESETS)}),
         "animate_anyone_webm_crf": (gr.Slider, {"minimum": 0, "maximum": 63, "step": 1}),
         "animate_anyone_webp_quality": (gr.Slider, {"minimum": 0, "maximum": 100, "step": 1}),
+        "animate_anyone_max_pose_frames": (gr.Number, {"precision": 0, "minimum": 1}),
     }
     for key, (default, label) in OPTIONS.items():
         component, component_args = components.get(key, (None, None))

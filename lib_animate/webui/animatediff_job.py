@@ -1,0 +1,164 @@
+"""AnimateDiff mode: the user's checkpoint, LoRAs and embeddings, plus a motion module.
+
+The motion modules go into the webui's own UNet only while p.sample runs; the noise schedule
+the module was trained with replaces the checkpoint's for the job (unless the request keeps the
+checkpoint's); prompt travel interpolates per-frame conditioning; img2img pins the first (and
+optionally the last) frame to an image.
+"""
+
+from contextlib import ExitStack
+from typing import Any, List, Optional, Tuple
+
+import torch
+
+from ..motion import apply_motion_loras, check_compatible, inject, noise_schedule
+from ..motion.lora import resolve_pairs
+from ..sampling.img2vid import blend_init_latents, img2vid_weights
+from ..sampling.prompt_travel import is_travel_prompt, parse_travel_prompt
+from . import infotext
+from .denoiser import PromptTravel
+from .errors import RequestError
+from .job import VideoJob
+from .model_state import ModelState
+
+
+class AnimateDiffJob(VideoJob):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.motion_model = None
+        self.motion_module_name = ""
+        self.loras: List[Tuple[Any, float]] = []
+        self.travel: Optional[PromptTravel] = None
+        self.init_latent = None
+        self.last_latent = None
+        self.last_frame_image = None
+
+    # --- preparation --------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        from modules import devices
+
+        p, args = self.p, self.args
+        self._check_model("AnimateDiff")
+        if self.is_img2img and len(getattr(p, "init_images", None) or []) != 1:
+            raise RequestError(f"img2vid needs exactly one init image (got {len(p.init_images or [])}); it becomes the first frame")
+
+        library = self.environment.library(self.settings)
+        self.motion_module_name, path = library.module_path(args.motion_module)
+        unet = p.sd_model.model.diffusion_model
+        device = next(unet.parameters()).device
+        self.motion_model = self.environment.cache.motion_module(path, device, devices.dtype_unet)
+        check_compatible(unet, self.motion_model)
+        length = self._context_windows(args.context_length or self.motion_model.max_frames,
+                                       self.motion_model.max_frames, self.motion_model.name)
+
+        for lora_arg in args.motion_loras:
+            lora = self.environment.cache.motion_lora(library.lora_path(lora_arg.name))
+            resolve_pairs(self.motion_model, lora)  # incompatible -> error now, not mid-job
+            self.loras.append((lora, lora_arg.strength))
+
+        self._prepare_prompt_travel()
+        if self.is_img2img:
+            self._prepare_last_frame()
+
+        self.model_state = ModelState(p.sd_model)
+        if args.noise_schedule == "motion_module":
+            self.model_state.set_schedule(noise_schedule(self.motion_model).alphas_cumprod())
+
+        p.extra_generation_params[infotext.KEY] = infotext.encode(
+            args, {"motion_module": self.motion_module_name, "motion_module_version": self.motion_model.version, "context_length": length}
+        )
+
+    def _prepare_prompt_travel(self) -> None:
+        p, frames = self.p, self.frames
+        if not p.all_prompts or not is_travel_prompt(p.all_prompts[0]):
+            return
+        travel = parse_travel_prompt(p.all_prompts[0], frames)
+        self.travel = PromptTravel(travel.indices, frames, self.args.closed_loop, self.args.prompt_interpolation)
+        keyframe_prompts = travel.prompts()
+        per_frame = [keyframe_prompts[a] for a in self.travel.frame_keyframes()]
+        p.all_prompts = per_frame * p.n_iter
+        hr_prompts = getattr(p, "all_hr_prompts", None)
+        if hr_prompts and is_travel_prompt(hr_prompts[0]):
+            hr_travel = parse_travel_prompt(hr_prompts[0], frames)
+            if hr_travel.indices != travel.indices:
+                raise RequestError("the hires prompt travels over other keyframes than the prompt; use the same keyframe numbers")
+            hr_keyframes = hr_travel.prompts()
+            p.all_hr_prompts = [hr_keyframes[a] for a in self.travel.frame_keyframes()] * p.n_iter
+
+    def _prepare_last_frame(self) -> None:
+        image = self.args.last_frame
+        if image is None or image == "":
+            return
+        if isinstance(image, str):
+            from modules.api.api import decode_base64_to_image
+
+            try:
+                image = decode_base64_to_image(image)
+            except Exception as e:
+                raise RequestError(f"'last_frame' is not a readable image: {getattr(e, 'detail', e)}") from e
+        self.last_frame_image = image
+
+    # --- sampling -----------------------------------------------------------------------------------
+
+    def _sampling(self, stack: ExitStack) -> None:
+        unet = self.p.sd_model.model.diffusion_model
+        stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout))
+        if self.loras:
+            stack.enter_context(apply_motion_loras(self.motion_model, self.loras))
+        if self.is_img2img:
+            self._blend_init_latent()
+
+    def on_cfg_denoiser(self, params) -> None:
+        super().on_cfg_denoiser(params)
+        if self.travel is not None:
+            params.text_cond = self.travel.conds(params.text_cond)
+
+    def _blend_init_latent(self) -> None:
+        """First frame pinned to the init image (and the last to last_frame), fading into noise."""
+        p, args = self.p, self.args
+        if self.init_latent is None:
+            self.init_latent = p.init_latent  # the webui's latent of the init image, one row per frame
+        first = self.init_latent[:1]
+        if self.last_frame_image is not None and self.last_latent is None:
+            self.last_latent = self._encode_last_frame(first)
+        a, b = img2vid_weights(
+            self.frames, args.latent_power, args.latent_scale, last_image=self.last_latent is not None,
+            power_last=args.latent_power, scale_last=args.latent_scale, strength=args.init_strength,
+        )
+        generator = torch.Generator().manual_seed(int(p.seeds[0]))
+        noise = torch.randn((self.frames,) + tuple(first.shape[1:]), generator=generator).to(first.device, first.dtype)
+        last = self.last_latent.to(first.device, first.dtype) if self.last_latent is not None else None
+        blended = blend_init_latents(noise, first, a, last, b)
+        # Keep the webui's memory layout (its VAE may hand over channels-last latents): the layout
+        # changes which convolution kernels run, and with them the last bits of every frame.
+        p.init_latent = torch.empty_like(self.init_latent).copy_(blended)
+
+    def _encode_last_frame(self, like: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+        from modules import devices, images, shared
+        from modules.processing import images_tensor_to_samples
+        from modules.sd_samplers_common import approximation_indexes
+
+        p = self.p
+        image = images.flatten(self.last_frame_image, shared.opts.img2img_background_color)
+        image = images.resize_image(p.resize_mode, image, p.width, p.height)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        pixels = pixels.to(shared.device, dtype=devices.dtype_vae)
+        latent = images_tensor_to_samples(pixels, approximation_indexes.get(shared.opts.sd_vae_encode_method), p.sd_model)
+        if latent.shape[-2:] != like.shape[-2:]:
+            latent = torch.nn.functional.interpolate(latent, size=like.shape[-2:], mode="bilinear")
+        return latent
+
+    # --- after the job ------------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        if self._offload_cached_weights_if_needed():
+            self.environment.cache.offload()
+
+    def _video_infotext(self, index: int, iteration: int) -> str:
+        text = super()._video_infotext(index, iteration)
+        p = self.p
+        if self.travel is not None and text.startswith(p.all_prompts[index]):
+            text = p.main_prompt + text[len(p.all_prompts[index]):]  # the video records the travel prompt
+        return text
