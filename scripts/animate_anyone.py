@@ -6,7 +6,7 @@ lower-cased: ``alwayson_scripts: {"animate anyone": {"args": [{...}]}}``.
 
 from modules import script_callbacks, scripts, shared
 
-from lib_animate.webui import settings
+from lib_animate.webui import aa_sampler, settings
 from lib_animate.webui import job as video_job
 from lib_animate.webui import ui as video_ui
 
@@ -38,5 +38,7 @@ class AnimateAnyoneScript(scripts.Script):
             job.postprocess(processed)
 
 
+aa_sampler.register()  # "Animate Anyone (DDIM)" in the sampler lists (before the UI is built)
+script_callbacks.on_script_unloaded(aa_sampler.unregister)
 script_callbacks.on_cfg_denoiser(video_job.on_cfg_denoiser)
 script_callbacks.on_ui_settings(lambda: settings.register(shared))

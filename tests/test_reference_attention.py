@@ -16,7 +16,7 @@ from lib_animate.reference.reference_attention import (
 )
 from lib_animate.reference.sampling_pass import animate_anyone_pass
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
-from tests.test_reference_support import module_attributes, our_unet, relative_error, same_state, state_bytes
+from tests.support.reference_files import module_attributes, our_unet, relative_error, same_state, state_bytes
 
 FRAMES = 3
 LATENT = (16, 8)

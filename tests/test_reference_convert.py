@@ -10,7 +10,7 @@ from lib_animate.reference.convert import convert_unet_weights, module_table, re
 from lib_animate.reference.reference_attention import record_reference
 from lib_animate.reference.unet import AnimateAnyoneUNet, build_unet
 from tests.support.ldm_unet import SD15_UNET_CONFIG
-from tests.test_reference_support import OUTPUT_LAYERS, diffusers_unet, relative_error
+from tests.support.reference_files import OUTPUT_LAYERS, diffusers_unet, relative_error
 
 TOLERANCE = 1e-5
 

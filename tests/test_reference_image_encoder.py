@@ -15,7 +15,7 @@ from lib_animate.reference.image_encoder import (
     preprocess_reference,
     unconditional_context,
 )
-from tests.test_reference_support import write_image_encoder
+from tests.support.reference_files import write_image_encoder
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from lib_animate.reference.pose_features import PoseFeatures, inject_pose_featur
 from lib_animate.reference.pose_guider import PoseGuider
 from lib_animate.reference.weights import load_pose_guider
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
-from tests.test_reference_support import PUBLISHED_POSE_GUIDER, module_attributes, our_unet, pose_guider_weights
+from tests.support.reference_files import PUBLISHED_POSE_GUIDER, module_attributes, our_unet, pose_guider_weights
 
 FRAMES = 3
 LATENT = (8, 8)

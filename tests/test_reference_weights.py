@@ -11,7 +11,7 @@ from lib_animate.errors import WeightsFileError
 from lib_animate.reference import unet_cache, weights
 from lib_animate.reference.pose_guider import PoseGuider
 from lib_animate.reference.unet import AnimateAnyoneUNet
-from tests.test_reference_support import (
+from tests.support.reference_files import (
     OUTPUT_LAYERS,
     diffusers_unet,
     pose_guider_weights,

@@ -76,7 +76,13 @@ def _check_frames(motion_model: MotionModel, frames: int) -> None:
 # --- UNet structure ---------------------------------------------------------------------------
 
 def _kind(layer: nn.Module) -> str:
-    return type(layer).__name__
+    """'ResBlock', 'Upsample', 'Downsample' or the class name (subclasses and wrappers named
+    ...Upsample, such as Animate Anyone's skip-sized one, count as Upsample)."""
+    name = type(layer).__name__
+    for kind in ("Upsample", "Downsample"):
+        if name.endswith(kind):
+            return kind
+    return name
 
 
 def _input_levels(unet) -> List[List[nn.Module]]:

@@ -70,11 +70,12 @@ class AnimateArgs:
     given: frozenset = field(default_factory=frozenset, compare=False)
 
     def as_infotext_dict(self) -> Dict[str, Any]:
-        """Every setting that shapes the result (images are not repeated in the infotext)."""
+        """Every setting of this mode that shapes the result (images and videos are not repeated)."""
+        other_mode = _ANIMATE_ANYONE_ONLY if self.mode == "animatediff" else _ANIMATEDIFF_ONLY
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _NOT_IN_INFOTEXT:
+            if f.name in _NOT_IN_INFOTEXT or f.name in other_mode:
                 continue
             if f.name == "motion_loras":
                 value = [{"name": lora.name, "strength": lora.strength} for lora in value]
@@ -84,6 +85,9 @@ class AnimateArgs:
 
 _NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given")
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
+_ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "init_strength",
+                     "latent_power", "latent_scale")
+_ANIMATE_ANYONE_ONLY = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler")
 
 
 def field_names() -> Tuple[str, ...]:

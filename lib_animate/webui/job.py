@@ -223,6 +223,10 @@ class VideoJob:
     def _release(self) -> None:
         """After the job: give memory back (weights caches)."""
 
+    def _info_extra(self) -> dict:
+        """Mode-specific entries of the API's ``info.animate_anyone``."""
+        return {"mode": self.args.mode}
+
     # --- wrapped p methods ------------------------------------------------------------------------
 
     def _init(self, *args, **kwargs):
@@ -313,7 +317,7 @@ class VideoJob:
         frames = self.frames
         first = processed.index_of_first_image
         all_frames = list(processed.images[first:])
-        result = outputs.VideoOutputs(videos=len(all_frames) // frames)
+        result = outputs.VideoOutputs(videos=len(all_frames) // frames, extra=self._info_extra())
         result.interrupted = bool(shared.state.interrupted or shared.state.skipped)
         outputs.wrap_js(processed, lambda: result.api_entry(frames, self.fps))
         if result.interrupted and not shared.opts.save_incomplete_images:

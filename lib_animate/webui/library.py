@@ -4,12 +4,13 @@ Motion modules: the folder set in Settings (default: the extension's ``motion_mo
 the webui's ``models/AnimateDiff`` when it exists. Motion LoRAs: the ``lora/`` subfolder of
 each. Files are listed by name (``.safetensors`` first), never downloaded.
 
-The cache keeps the most recently used motion module on its device between jobs (loading a
+The cache keeps the most recently used video model on its device between jobs (loading a
 1.8 GB file per job would dominate short jobs). It holds no job state: a job borrows the model,
 and motion-LoRA merges are undone in place before the job returns (even on exceptions).
 """
 
 import os
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -92,21 +93,60 @@ def _file_key(path: str) -> Tuple[str, int, int]:
     return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
 
 
+@dataclass
+class AnimateAnyoneWeights:
+    """The Animate Anyone release on one device and dtype, with its motion module."""
+
+    models: object  # lib_animate.reference.weights.AnimateAnyoneModels
+    motion_model: MotionModel
+
+
+def _folder_key(folder: str) -> Tuple:
+    from ..reference.weights import locate_weights
+
+    files = locate_weights(folder)
+    encoder = files.image_encoder
+    parts = [files.denoising_unet, files.reference_unet, files.pose_guider, files.motion_module]
+    parts += sorted(os.path.join(encoder, name) for name in os.listdir(encoder))
+    return tuple(_file_key(path) for path in parts if os.path.isfile(path))
+
+
 class WeightsCache:
-    """The last motion module (on its device/dtype) and the motion LoRAs used, keyed by file identity."""
+    """The last video model (an AnimateDiff motion module or the Animate Anyone release, on its
+    device and dtype) and the motion LoRAs used, keyed by file identity. One video model at a
+    time: switching modes frees the other's memory first."""
 
     def __init__(self):
-        self._module: Optional[Tuple[Tuple, MotionModel]] = None
+        self._module: Optional[Tuple[Tuple, object]] = None
         self._loras: Dict[Tuple, MotionLoRA] = {}
 
-    def motion_module(self, path: str, device: torch.device, dtype: torch.dtype) -> MotionModel:
-        key = (_file_key(path), str(device), dtype)
+    def _get(self, key: Tuple, make):
         if self._module is not None and self._module[0] == key:
             return self._module[1]
         self._module = None  # drop the old one before loading the next (memory)
-        model = load(path).to(device=device, dtype=dtype)
-        self._module = (key, model)
-        return model
+        value = make()
+        self._module = (key, value)
+        return value
+
+    def motion_module(self, path: str, device: torch.device, dtype: torch.dtype) -> MotionModel:
+        key = ("motion", _file_key(path), str(device), dtype)
+        return self._get(key, lambda: load(path).to(device=device, dtype=dtype))
+
+    def animate_anyone(self, folder: str, device: torch.device, dtype: torch.dtype) -> AnimateAnyoneWeights:
+        """The release in ``folder`` (converted UNets cached in ``folder/converted``)."""
+        from ..reference.weights import load_weights
+
+        def make():
+            models = load_weights(folder, dtype=dtype, cache_dir=os.path.join(folder, "converted"))
+            for unet in (models.denoising_unet, models.reference_unet):
+                unet.to(device)
+                unet.dtype = dtype  # ldm's UNetModel casts its input to this
+            models.pose_guider.to(device)
+            models.image_encoder.to(device)
+            motion_model = load(models.motion_module).to(device=device, dtype=dtype)
+            return AnimateAnyoneWeights(models, motion_model)
+
+        return self._get(("animate_anyone", _folder_key(folder), str(device), dtype), make)
 
     def motion_lora(self, path: str) -> MotionLoRA:
         key = _file_key(path)
@@ -117,11 +157,8 @@ class WeightsCache:
         return self._loras[key]
 
     def offload(self) -> None:
-        """Move the cached motion module to the CPU (low-VRAM mode, or on request)."""
-        if self._module is not None:
-            key, model = self._module
-            model.to("cpu")
-            self._module = ((key[0], "cpu", key[2]), model)
+        """Forget the cached video model (low-VRAM mode, or on request): its memory is freed."""
+        self._module = None
 
     def clear(self) -> None:
         self._module = None

@@ -40,10 +40,14 @@ class ModelState:
         if parameterization is not None:
             self.sd_model.parameterization = parameterization
 
-    def restore(self) -> None:
+    def unswap_unet(self) -> None:
+        """Put the webui's UNet back (idempotent)."""
         if self.unet is not None:
             self.sd_model.model.diffusion_model = self.unet
             self.unet = None
+
+    def restore(self) -> None:
+        self.unswap_unet()
         for name, value in self.saved.items():
             if value is _MISSING:
                 if name in vars(self.sd_model):

@@ -36,6 +36,7 @@ class VideoOutputs:
     interrupted: bool = False
     message: str = ""
     first_item_index: int = 0  # where the video items start in the API's images
+    extra: dict = field(default_factory=dict)  # mode-specific facts for the info entry
 
     def api_entry(self, frames: int, fps: float) -> dict:
         trailing = [i for i in self.items if i.format != "PNG"]
@@ -50,6 +51,7 @@ class VideoOutputs:
                 for n, i in enumerate(trailing)
             ],
             "png_frames": [{"video": i.video, "path": i.path} for i in self.items if i.format == "PNG"],
+            **self.extra,
         }
 
 

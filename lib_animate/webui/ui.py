@@ -7,7 +7,7 @@ the job recognises, so the UI and the API share one validator.
 
 from typing import Any, Dict, List, Sequence, Tuple
 
-from .args import FORMATS, FUSIONS, INTERPOLATIONS, NOISE_SCHEDULES, AnimateArgs
+from .args import AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs
 from .infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
@@ -19,11 +19,24 @@ _COMMON_FIELDS = (
     "noise_schedule", "prompt_interpolation",
 )
 _IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame")
+_ANIMATE_ANYONE_FIELDS = (
+    "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "pose_stride", "pose_fps",
+    "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler",
+)
 
 
 def ui_fields(is_img2img: bool) -> Tuple[str, ...]:
     lora_fields = tuple(f"motion_lora_{i}_{part}" for i in range(MOTION_LORA_ROWS) for part in ("name", "strength"))
-    return _COMMON_FIELDS + lora_fields + (_IMG2IMG_FIELDS if is_img2img else ())
+    return _COMMON_FIELDS + lora_fields + (_IMG2IMG_FIELDS if is_img2img else _ANIMATE_ANYONE_FIELDS)
+
+
+def _read_upload(value, as_text=False):
+    """gradio 3.41 hands uploads over as paths (gr.Video) or temp-file objects (gr.File)."""
+    if value is None:
+        return None
+    path = getattr(value, "name", value)
+    with open(path, "r" if as_text else "rb", **({"encoding": "utf8"} if as_text else {})) as f:
+        return f.read()
 
 
 def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
@@ -40,6 +53,16 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
         if isinstance(named.get(key), float) and named[key].is_integer():
             named[key] = int(named[key])
     named["formats"] = list(named.get("formats") or [])
+    if not is_img2img:
+        named["pose_video"] = _read_upload(named.get("pose_video"))
+        named["pose_json"] = _read_upload(named.get("pose_json"), as_text=True)
+        frames = named.get("pose_frames") or []
+        named["pose_frames"] = [_read_upload(f) for f in frames] if frames else None
+        if named.get("mode") == "animate_anyone":
+            named.pop("fps", None)  # the pose video's fps (or pose_fps) unless the API sets one
+        for key in ("pose_stride", "pose_max_frames"):
+            if isinstance(named.get(key), float) and named[key].is_integer():
+                named[key] = int(named[key])
     return named
 
 
@@ -55,8 +78,8 @@ def build(script, is_img2img: bool, library) -> List[Any]:
         return script.elem_id(name)
 
     with InputAccordion(False, label="Animate Anyone", elem_id=eid("enable")) as enable:
-        mode = gr.Radio(label="Mode", choices=["animatediff"], value="animatediff", elem_id=eid("mode"),
-                        tooltip="animatediff: your checkpoint and LoRAs + a motion module")
+        mode = gr.Radio(label="Mode", choices=list(MODES) if not is_img2img else ["animatediff"], value="animatediff", elem_id=eid("mode"),
+                        tooltip="animatediff: your checkpoint and LoRAs + a motion module; animate_anyone: a reference image and a pose sequence")
         with FormRow():
             motion_module = gr.Dropdown(label="Motion module", choices=modules, value=modules[0] if modules else None, elem_id=eid("motion_module"))
             refresh = ToolButton(value="\U0001f504", elem_id=eid("refresh"), tooltip="Rescan the motion module folders")
@@ -94,6 +117,7 @@ def build(script, is_img2img: bool, library) -> List[Any]:
                     latent_scale = gr.Number(label="Fade scale", value=defaults.latent_scale, minimum=0.01, elem_id=eid("latent_scale"))
                 last_frame = gr.Image(label="Last frame (optional)", type="pil", source="upload", elem_id=eid("last_frame"))
             img2img_components = [init_strength, latent_power, latent_scale, last_frame]
+        animate_anyone_components = [] if is_img2img else _animate_anyone_section(eid, defaults)
 
     def rescan():
         modules_now = library.modules()
@@ -103,16 +127,47 @@ def build(script, is_img2img: bool, library) -> List[Any]:
     refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
 
     components = [enable, mode, motion_module, frames, fps, loop, formats, context_length, context_overlap,
-                  closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation] + lora_components + img2img_components
+                  closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation] + lora_components + img2img_components \
+        + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)
     script.paste_field_names = []
     return components
 
 
+def _animate_anyone_section(eid, defaults) -> List[Any]:
+    """Reference and pose inputs of the Animate Anyone mode (the dedicated tab has the same)."""
+    import gradio as gr
+    from modules import sd_samplers
+    from modules.ui_components import FormRow
+
+    samplers = [AA_DDIM] + [name for name in sd_samplers.visible_sampler_names() if not name.startswith("Animate Anyone")]
+    with gr.Accordion("Animate Anyone mode: reference image and pose sequence", open=False):
+        with FormRow():
+            reference_image = gr.Image(label="Reference image", type="pil", source="upload", elem_id=eid("reference_image"))
+            pose_video = gr.Video(label="Pose video (skeletons, or a person with DWPose files)", source="upload", elem_id=eid("pose_video"))
+        with FormRow():
+            pose_frames = gr.File(label="...or pose images", file_count="multiple", file_types=["image"], elem_id=eid("pose_frames"))
+            pose_json = gr.File(label="...or OpenPose JSON", file_types=[".json"], elem_id=eid("pose_json"))
+        with FormRow():
+            pose_source = gr.Radio(label="Pose video holds", choices=list(POSE_SOURCES), value=defaults.pose_source, elem_id=eid("pose_source"))
+            fit = gr.Radio(label="Fit to the size", choices=list(FITS), value=defaults.fit, elem_id=eid("fit"))
+        with FormRow():
+            pose_stride = gr.Number(label="Pose frame stride", value=defaults.pose_stride, precision=0, minimum=1, elem_id=eid("pose_stride"))
+            pose_fps = gr.Number(label="Pose fps (0 = the video's)", value=defaults.pose_fps, minimum=0, elem_id=eid("pose_fps"))
+            pose_max_frames = gr.Number(label="Max pose frames (0 = all)", value=defaults.pose_max_frames, precision=0, minimum=0, elem_id=eid("pose_max_frames"))
+        with FormRow():
+            draw_face = gr.Checkbox(label="Draw face points (JSON / detected poses)", value=defaults.draw_face, elem_id=eid("draw_face"))
+            draw_hands = gr.Checkbox(label="Draw hands", value=defaults.draw_hands, elem_id=eid("draw_hands"))
+            sampler = gr.Dropdown(label="Sampler", choices=samplers, value=AA_DDIM, elem_id=eid("sampler"),
+                                  tooltip="animate_anyone_ddim reproduces the reference pipeline; the webui's samplers run with v-prediction")
+    return [reference_image, pose_video, pose_frames, pose_json, pose_source, pose_stride, pose_fps, pose_max_frames,
+            fit, draw_face, draw_hands, sampler]
+
+
 def _infotext_fields(components, is_img2img: bool):
     fields = []
     for name, component in zip(ui_fields(is_img2img), components):
-        if name == "last_frame":
+        if name in ("last_frame", "reference_image", "pose_video", "pose_frames", "pose_json"):
             continue
         if name.startswith("motion_lora_"):
             _, _, index, part = name.split("_", 3)

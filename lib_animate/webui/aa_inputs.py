@@ -1,0 +1,157 @@
+"""The inputs of an Animate Anyone job: the reference image and the pose sequence.
+
+Each arrives as the API sends it (base64 strings, keypoint JSON) or as the UI hands it over (PIL
+images, file bytes). Everything is checked here, at the edge, with a message naming the field;
+the result is a reference PIL image and a :class:`~lib_animate.pose.PoseClip` of skeleton
+frames at the generation size.
+"""
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..pose import PoseClip, RenderOptions, parse_pose_json, placement, prepare_pose_video, render_pose_sequence
+from .args import AnimateArgs, pose_inputs_given
+
+# A rendered skeleton is mostly black; a photo or a real-person video is not.
+SKELETON_DARK_LEVEL = 24
+SKELETON_DARK_FRACTION = 0.6
+
+
+@dataclass
+class PoseLimits:
+    max_frames: int  # the configured maximum (Settings)
+    dwpose_dir: str = ""
+    webui_root: Optional[str] = None
+    extra_dwpose_dirs: tuple = ()
+    animate_anyone_dirs: tuple = ()
+
+
+def decode_image(value: Any, field: str, decode_base64=None):
+    """A PIL RGB image from a PIL image, bytes, or a base64 string (``data:`` prefix allowed).
+
+    ``decode_base64`` is the webui's decoder (it honours the API's URL settings); without it the
+    string is decoded here.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if value is None or (isinstance(value, (str, bytes)) and not value):
+        raise InvalidInputError(f"'{field}' is missing: give an image (base64 in the API, an upload in the UI)")
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, str) and decode_base64 is not None:
+        try:
+            return decode_base64(value).convert("RGB")
+        except Exception as e:
+            raise InvalidInputError(f"'{field}' is not a readable image: {getattr(e, 'detail', e)}") from e
+    data = value if isinstance(value, (bytes, bytearray)) else _base64_bytes(value, field)
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InvalidInputError(f"'{field}' is not a readable image ({len(data)} bytes that no image reader accepts)") from e
+    return image.convert("RGB")
+
+
+def _base64_bytes(value: Any, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"'{field}' must be a base64 string, got {type(value).__name__}")
+    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidInputError(f"'{field}' is not valid base64: {e}") from e
+
+
+def fit_reference(image, width: int, height: int, fit: str):
+    """The reference at the generation size: squashed (the reference pipeline's Lanczos resize) or
+    letterboxed on black, like the pose frames."""
+    from PIL import Image
+
+    lanczos = getattr(Image, "Resampling", Image).LANCZOS
+    if fit == "resize":
+        return image.resize((width, height), resample=lanczos)
+    box = placement(image.size, (width, height), fit)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(image.resize((box.width, box.height), resample=lanczos), (box.x, box.y))
+    return canvas
+
+
+def looks_like_skeleton(frames: List[np.ndarray]) -> bool:
+    """Rendered pose frames are mostly black background."""
+    sample = frames[:: max(1, len(frames) // 8)]
+    dark = [float(np.mean(frame.max(axis=2) <= SKELETON_DARK_LEVEL)) for frame in sample]
+    return float(np.mean(dark)) >= SKELETON_DARK_FRACTION
+
+
+def load_pose_clip(args: AnimateArgs, width: int, height: int, limits: PoseLimits, decode_base64=None, progress=None) -> PoseClip:
+    """The skeleton frames the pose guider will see (after stride, fps and max frames), at W x H."""
+    given = pose_inputs_given(args)
+    try:
+        return _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
+    except InvalidInputError as e:
+        if len(given) == 1 and not str(e).startswith(("'", "no pose input", "several pose inputs")):
+            raise InvalidInputError(f"'{given[0]}': {e}") from e
+        raise
+
+
+def _load_pose_clip(args, given, width, height, limits, decode_base64, progress) -> PoseClip:
+    if not given:
+        raise InvalidInputError("no pose input: give exactly one of 'pose_video', 'pose_frames' or 'pose_json'")
+    if len(given) > 1:
+        raise InvalidInputError(f"several pose inputs at once ({', '.join(given)}); give exactly one of them")
+    explicit = args.pose_max_frames or None
+    budget = explicit or limits.max_frames + 1  # one more than allowed tells "too long" apart
+    target_fps = args.pose_fps or None
+    options = RenderOptions(hands=args.draw_hands, face=args.draw_face)
+    fps = args.fps
+
+    if given[0] == "pose_video":
+        from ..video import read_video
+
+        data = args.pose_video if isinstance(args.pose_video, (bytes, bytearray)) else _base64_bytes(args.pose_video, "pose_video")
+        video = read_video(data, stride=args.pose_stride, target_fps=target_fps, max_frames=budget)
+        frames = list(video.frames)
+        fps = video.fps
+        _check_length(len(frames), explicit, limits, "pose video")
+        if args.pose_source == "person" or (args.pose_source == "auto" and not looks_like_skeleton(frames)):
+            poses = _detect(frames, limits, progress)
+            clip = render_pose_sequence(poses, fps, width, height, fit=args.fit, options=options)
+        else:
+            clip = prepare_pose_video(frames, fps, width, height, fit=args.fit)
+    elif given[0] == "pose_frames":
+        frames = [np.asarray(decode_image(item, f"pose_frames[{i}]", decode_base64)) for i, item in enumerate(args.pose_frames)]
+        clip = prepare_pose_video(frames, fps, width, height, fit=args.fit, stride=args.pose_stride,
+                                  target_fps=target_fps, max_frames=budget)
+        _check_length(len(clip.frames), explicit, limits, "pose frame list")
+    else:
+        poses = parse_pose_json(args.pose_json, canvas_size=(width, height))
+        clip = render_pose_sequence(poses, fps, width, height, fit=args.fit, stride=args.pose_stride,
+                                    target_fps=target_fps, max_frames=budget, options=options)
+        _check_length(len(clip.frames), explicit, limits, "pose JSON")
+    if not clip.frames:
+        raise InvalidInputError(f"'{given[0]}' gives no frames")
+    return clip
+
+
+def _check_length(count: int, explicit: Optional[int], limits: PoseLimits, what: str) -> None:
+    if explicit is None and count > limits.max_frames:
+        raise InvalidInputError(
+            f"the {what} has more than {limits.max_frames} frames (the maximum in Settings); "
+            f"use pose_stride or pose_fps, or set pose_max_frames to use its first frames"
+        )
+
+
+def _detect(frames, limits: PoseLimits, progress):
+    from ..pose.dwpose import DWPoseDetector
+
+    detector = DWPoseDetector.from_folders(
+        limits.dwpose_dir or None, webui_root=limits.webui_root, extra_dirs=limits.extra_dwpose_dirs,
+        animate_anyone_dirs=limits.animate_anyone_dirs,
+    )
+    return detector.detect_sequence(frames, progress=progress)

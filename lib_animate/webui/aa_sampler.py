@@ -1,0 +1,101 @@
+"""The "Animate Anyone (DDIM)" sampler, added to the webui's sampler list.
+
+The released Animate Anyone model is sampled with DDIM over trailing timesteps, a zero-terminal-
+SNR linear schedule, v-prediction and the reference's previous-timestep rule ``t - T // steps``
+(lib_animate.sampling.aa_ddim). The webui's DDIM uses leading timesteps, steps to the next
+evaluated timestep, and converts v to eps through ``sd_model.alphas_cumprod`` -- which cannot
+work at alpha_bar = 0 (t = 999). This sampler reuses the webui's CFG denoiser (batching, cond /
+uncond passes, callbacks, progress, live preview, interrupt) but keeps the model's raw v output
+and does the update with the exact schedule.
+"""
+
+import torch
+
+from ..sampling.aa_ddim import alpha_bar, ddim_step, previous_timestep, trailing_timesteps, v_to_x0_eps
+from ..sampling.schedules import ANIMATE_ANYONE
+
+# Not "... DDIM": the webui reads a trailing scheduler name ("DDIM" is one) off sampler names.
+NAME = "Animate Anyone (DDIM)"
+ALIASES = ["animate_anyone_ddim", "Animate Anyone DDIM"]
+
+
+def exact_alphas_cumprod() -> torch.Tensor:
+    return ANIMATE_ANYONE.alphas_cumprod()  # float64, alpha_bar[999] == 0
+
+
+@torch.no_grad()
+def animate_anyone_ddim(model, x, timesteps, extra_args=None, callback=None, disable=None):
+    """DDIM (eta 0) with the reference's timesteps and update; ``model`` returns CFG-combined v."""
+    extra_args = {} if extra_args is None else extra_args
+    schedule = exact_alphas_cumprod()
+    steps = len(timesteps)
+    ones = x.new_ones((x.shape[0],))
+    for i, t in enumerate(int(t) for t in timesteps):
+        v = model(x, t * ones, **extra_args)
+        a_t = alpha_bar(schedule, t)
+        a_prev = alpha_bar(schedule, previous_timestep(t, steps, len(schedule)))
+        x0, eps = v_to_x0_eps(x, v, a_t)
+        x = ddim_step(x0, eps, a_prev)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": 0, "sigma_hat": 0, "denoised": x0})
+    return x
+
+
+def _sampler_classes():
+    from modules import sd_samplers_timesteps
+    from modules.sd_samplers_timesteps import CFGDenoiserTimesteps, CompVisSampler, CompVisTimestepsDenoiser
+    from modules import shared
+
+    class VCFGDenoiser(CFGDenoiserTimesteps):
+        """The webui's CFG denoiser over the raw model output (v), with x0 from the exact schedule."""
+
+        def __init__(self, sampler):
+            super().__init__(sampler)
+            self.alphas = exact_alphas_cumprod()
+
+        @property
+        def inner_model(self):
+            if self.model_wrap is None:
+                self.model_wrap = CompVisTimestepsDenoiser(shared.sd_model)
+            return self.model_wrap
+
+        def get_pred_x0(self, x_in, x_out, sigma):
+            a = self.alphas.to(x_in.device)[sigma.to(torch.long)].to(x_in.dtype)[:, None, None, None]
+            return a.sqrt() * x_in - (1 - a).sqrt() * x_out
+
+    class AnimateAnyoneDDIMSampler(CompVisSampler):
+        def __init__(self, sd_model):
+            super().__init__(animate_anyone_ddim, sd_model)
+            self.model_wrap_cfg = VCFGDenoiser(self)
+            self.model_wrap = self.model_wrap_cfg.inner_model
+
+        def get_timesteps(self, p, steps):
+            return torch.tensor(trailing_timesteps(steps), dtype=torch.long)
+
+        def sample_img2img(self, *args, **kwargs):
+            raise RuntimeError(f"{NAME} samples from noise only (txt2img); choose another sampler for img2img")
+
+    del sd_samplers_timesteps
+    return AnimateAnyoneDDIMSampler
+
+
+def register() -> None:
+    """Add the sampler to the webui's lists (idempotent)."""
+    from modules import sd_samplers, sd_samplers_common
+
+    if NAME in sd_samplers.all_samplers_map:
+        return
+    sampler_class = _sampler_classes()
+    data = sd_samplers_common.SamplerData(NAME, lambda model: sampler_class(model), ALIASES, {})
+    sd_samplers.all_samplers.append(data)
+    sd_samplers.all_samplers_map[NAME] = data
+    sd_samplers.set_samplers()
+
+
+def unregister() -> None:
+    from modules import sd_samplers
+
+    data = sd_samplers.all_samplers_map.pop(NAME, None)
+    if data is not None:
+        sd_samplers.all_samplers.remove(data)
+        sd_samplers.set_samplers()

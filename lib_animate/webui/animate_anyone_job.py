@@ -1,0 +1,199 @@
+"""Animate Anyone mode: a reference image and a pose sequence give a video of that character.
+
+The user's checkpoint is never modified: for the job a separate ldm UNet holding the release's
+denoising weights takes the place of ``sd_model.model.diffusion_model`` (the webui's VAE, queue,
+progress, interrupt and saving are reused), with
+
+* the motion module injected by the motion engine,
+* reference attention: the ReferenceNet runs once per sampling pass per video (batch 1, t = 0,
+  clean reference latent) and every cond row's self-attention also attends to its tokens; uncond
+  rows do plain self-attention,
+* pose guider features added after the first conv (cond and uncond rows),
+* the CLIP image embedding of the reference as the cross-attention context of cond rows and
+  zeros for uncond rows, whatever the prompt box holds,
+* v-prediction with the zero-terminal-SNR linear schedule for the webui's samplers, or the exact
+  "Animate Anyone DDIM" sampler (default).
+
+Which chunk of a UNet call is cond or uncond is read from its context: uncond rows carry the
+zero embedding. That holds whether the webui batches cond and uncond or runs them separately.
+"""
+
+import os
+from contextlib import ExitStack
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..motion import check_compatible, inject
+from ..reference.image_encoder import encode_reference
+from ..reference.pose_features import PoseFeatures
+from ..reference.reference_attention import ReferenceNet
+from ..reference.sampling_pass import animate_anyone_pass
+from ..sampling.layout import COND, UNCOND
+from ..sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
+from . import aa_sampler, infotext
+from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip
+from .args import AA_DDIM
+from .errors import RequestError
+from .job import VideoJob
+from .model_state import ModelState
+
+DEFAULT_CONTEXT_LENGTH = 24  # the length the motion module was fine-tuned on
+EXTRA_NETWORK_TAG = ("lora", "lyco", "hypernet")
+
+
+class AnimateAnyoneJob(VideoJob):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reference = None  # PIL image
+        self.pose_clip = None
+        self.weights = None
+        self.image_embeds: Optional[torch.Tensor] = None
+        self.reference_latent: Optional[torch.Tensor] = None
+        self.pose: Optional[PoseFeatures] = None
+        self.reference_net: Optional[ReferenceNet] = None
+
+    @property
+    def frames(self) -> int:
+        return len(self.pose_clip.frames) if self.pose_clip is not None else 1
+
+    @property
+    def fps(self) -> float:
+        if "fps" in self.args.given or self.pose_clip is None:
+            return self.args.fps
+        return self.pose_clip.fps
+
+    # --- before the webui builds prompts and seeds ------------------------------------------------
+
+    def _validate(self) -> None:
+        from modules import extra_networks, paths, shared
+        from modules.api.api import decode_base64_to_image
+
+        p, args = self.p, self.args
+        if self.is_img2img:
+            raise RequestError("Animate Anyone mode runs in txt2img (the reference image is its own field); use the txt2img tab or /sdapi/v1/txt2img")
+        if getattr(p, "enable_hr", False):
+            raise RequestError("hires fix is not supported in Animate Anyone mode; generate at the final size instead")
+        prompts = p.prompt if isinstance(p.prompt, list) else [p.prompt]
+        for prompt in prompts:
+            _, networks = extra_networks.parse_prompt(prompt or "")
+            used = sorted(name for name in networks if name in EXTRA_NETWORK_TAG)
+            if used:
+                raise RequestError(
+                    f"<{used[0]}:...> tags are not used in Animate Anyone mode: its UNet is retrained as a whole, "
+                    f"so image LoRAs do not apply. Remove them (LoRAs belong to the AnimateDiff mode)."
+                )
+        self.reference = decode_image(args.reference_image, "reference_image", decode_base64_to_image)
+        settings = self.settings
+        controlnet_dir = shared.opts.data.get("control_net_modules_path") or ""
+        limits = PoseLimits(
+            max_frames=settings.max_pose_frames,
+            dwpose_dir=settings.dwpose_dir,
+            webui_root=paths.script_path,
+            extra_dwpose_dirs=tuple(d for d in (os.path.join(controlnet_dir, "openpose") if controlnet_dir else "",) if d),
+            animate_anyone_dirs=(settings.weights_dir,),
+        )
+        self.pose_clip = load_pose_clip(args, p.width, p.height, limits, decode_base64_to_image)
+        self.layout.set_frames(self.frames)
+        self._choose_sampler()
+
+    def _choose_sampler(self) -> None:
+        from modules import sd_samplers
+
+        p, name = self.p, self.args.sampler or AA_DDIM
+        if name.lower() in (AA_DDIM, aa_sampler.NAME.lower()):
+            aa_sampler.register()
+            p.sampler_name = aa_sampler.NAME
+            return
+        canonical = sd_samplers.samplers_map.get(name.lower())
+        if canonical is None:
+            known = ", ".join([AA_DDIM] + [s.name for s in sd_samplers.all_samplers if s.name != aa_sampler.NAME])
+            raise RequestError(f"unknown sampler '{name}' for Animate Anyone mode; use one of: {known}")
+        p.sampler_name = canonical
+
+    # --- once the model is final --------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        from modules import devices, shared
+
+        p, args = self.p, self.args
+        self._check_model("Animate Anyone (it reuses the checkpoint's VAE)")
+        device = shared.device
+        dtype = devices.dtype_unet
+        self.weights = self.environment.cache.animate_anyone(self.settings.weights_dir, device, dtype)
+        models = self.weights.models
+        motion = self.weights.motion_model
+        check_compatible(models.denoising_unet, motion)
+        length = self._context_windows(args.context_length or min(DEFAULT_CONTEXT_LENGTH, motion.max_frames),
+                                       motion.max_frames, "motion_module.pth")
+
+        with torch.no_grad():
+            self.image_embeds = encode_reference(models.image_encoder, self.reference).to(device, dtype)
+            self.reference_latent = self._encode_reference_latent()
+            pixels = torch.from_numpy(np.stack(self.pose_clip.frames)).permute(0, 3, 1, 2)
+            pixels = pixels.to(device=device, dtype=dtype) / 255.0
+            self.pose = PoseFeatures(models.pose_guider.encode(pixels, chunk_frames=16))
+        self.reference_net = ReferenceNet(models.reference_unet)
+
+        self.model_state = ModelState(p.sd_model)
+        # The webui's own samplers need a finite sigma_max: the webui's zero-SNR clamp; the exact
+        # sampler uses the true zero-SNR schedule itself.
+        self.model_state.set_schedule(with_finite_terminal_snr(ANIMATE_ANYONE.alphas_cumprod()), parameterization="v")
+
+        p.extra_generation_params[infotext.KEY] = infotext.encode(args, {
+            "frames": self.frames, "fps": self.fps, "context_length": length,
+            "reference": f"{self.reference.width}x{self.reference.height}",
+        })
+
+    def _encode_reference_latent(self) -> torch.Tensor:
+        """The VAE posterior mean of the reference at the generation size, times the scale factor."""
+        from modules import devices, shared
+
+        p = self.p
+        fitted = fit_reference(self.reference, p.width, p.height, self.args.fit)
+        pixels = torch.from_numpy(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        pixels = pixels.to(shared.device, dtype=devices.dtype_vae)
+        posterior = p.sd_model.encode_first_stage(pixels)
+        mean = posterior.mean if hasattr(posterior, "mean") else posterior
+        return (mean * p.sd_model.scale_factor).to(devices.dtype_unet)
+
+    # --- sampling -----------------------------------------------------------------------------------
+
+    def _sampling(self, stack: ExitStack) -> None:
+        unet = self.weights.models.denoising_unet
+        self.model_state.swap_unet(unet)
+        stack.callback(self.model_state.unswap_unet)
+        stack.enter_context(inject(unet, self.weights.motion_model, self.window.length, self.layout))
+        stack.enter_context(animate_anyone_pass(unet, self.reference_net, self.reference_latent, self.image_embeds,
+                                                self.layout, self.pose))
+
+    def on_cfg_denoiser(self, params) -> None:
+        super().on_cfg_denoiser(params)
+        cond = params.text_cond
+        embeds = self.image_embeds.to(device=cond.device, dtype=cond.dtype)
+        params.text_cond = embeds.expand(cond.shape[0], -1, -1).contiguous()
+        params.text_uncond = torch.zeros((params.text_uncond.shape[0],) + tuple(embeds.shape[1:]), device=cond.device, dtype=cond.dtype)
+
+    def _on_unet_call(self, frame_indices, chunks, kwargs) -> None:
+        self.pose.select_frames(frame_indices)
+        context = kwargs["cond"]["c_crossattn"][0]
+        per_chunk = context.shape[0] // chunks
+        roles = [UNCOND if torch.count_nonzero(context[c * per_chunk]) == 0 else COND for c in range(chunks)]
+        self.layout.set_roles(roles)
+
+    # --- after the job ------------------------------------------------------------------------------
+
+    def _info_extra(self) -> dict:
+        return {
+            "mode": "animate_anyone",
+            "sampler": self.p.sampler_name,
+            "reference_passes": self.reference_net.runs if self.reference_net is not None else 0,
+            "pose_fps": self.pose_clip.fps if self.pose_clip is not None else None,
+        }
+
+    def _release(self) -> None:
+        self.pose = None
+        self.reference_latent = None
+        if self._offload_cached_weights_if_needed():
+            self.environment.cache.offload()

@@ -1,0 +1,220 @@
+"""Animate Anyone mode end to end: the release's files (random weights at tiny widths, in the
+published formats) in <data-dir>/models/AnimateAnyone, a real webui v1.10.1, the API."""
+
+import base64
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lib_animate.video import EncodeOptions, encode_video, read_video
+from tests.e2e import animate_client as ac
+from tests.support import motion_files as mf
+from tests.support import reference_files as rf
+
+pytestmark = pytest.mark.e2e
+
+SIZE = 64
+
+
+def _b64_png(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def pose_frames_json(count):
+    """OpenPose JSON frames of one person raising the right arm."""
+    frames = []
+    for i in range(count):
+        arm = 0.45 - 0.2 * i / max(count - 1, 1)
+        body = [0.5, 0.2, 1, 0.5, 0.3, 1, 0.4, 0.3, 1, 0.33, arm, 1, 0.3, arm - 0.1, 1, 0.6, 0.3, 1, 0.65, 0.4, 1,
+                0.7, 0.5, 1, 0.45, 0.6, 1, 0.45, 0.75, 1, 0.45, 0.9, 1, 0.55, 0.6, 1, 0.55, 0.75, 1, 0.55, 0.9, 1,
+                0.48, 0.18, 1, 0.52, 0.18, 1, 0.46, 0.19, 1, 0.54, 0.19, 1]
+        frames.append({"canvas_width": SIZE, "canvas_height": SIZE, "people": [{"pose_keypoints_2d": body}]})
+    return frames
+
+
+def skeleton_video(count, fps=10, fmt="mp4"):
+    """A rendered-skeleton video (black background), as Animate Anyone's pose videos are."""
+    from lib_animate.pose import parse_pose_json, render_pose
+
+    frames = [render_pose(f, SIZE, SIZE) for f in parse_pose_json(pose_frames_json(count))]
+    return base64.b64encode(encode_video(frames, fmt, EncodeOptions(fps=fps))).decode()
+
+
+@pytest.fixture(scope="module")
+def release(webui):
+    from PIL import Image
+
+    folder = webui.prepared.data_dir / "models" / "AnimateAnyone"
+    if not (folder / "motion_module.pth").exists() or (folder / "motion_module.pth").stat().st_size < 10000:
+        rf.write_release(str(folder), seed=3)
+        mf.save(mf.original_state("v2", seed=21), str(folder / "motion_module.pth"))
+    assert webui.post("/sdapi/v1/options", {"batch_cond_uncond": True}).ok
+    return {"folder": folder, "reference": _b64_png(Image.new("RGB", (48, 80), (180, 90, 60)))}
+
+
+@pytest.fixture(scope="module")
+def baseline(webui, release):
+    return ac.ok(webui, ac.payload(batch_size=2))["images"]
+
+
+def aa(release, **fields):
+    args = {"enable": True, "mode": "animate_anyone", "reference_image": release["reference"], "formats": ["GIF"]}
+    args.update(fields)
+    return ac.payload(args, steps=4, cfg_scale=3.5, prompt="ignored in this mode")
+
+
+def test_pose_json_gives_a_video_with_one_reference_pass_per_video(webui, release, baseline):
+    data = ac.ok(webui, aa(release, pose_json=pose_frames_json(6), formats=["GIF", "MP4", "WEBM"]), )
+    entry = data["info"]["animate_anyone"]
+    assert entry["frames"] == 6 and entry["mode"] == "animate_anyone"
+    assert entry["sampler"] == "Animate Anyone (DDIM)" and entry["reference_passes"] == 1
+    assert len(data["images"]) == 6 + 3
+    for item, blob in ac.trailing(data):
+        assert len(read_video(blob).frames) == 6, item
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline  # the webui's UNet and schedule are back
+
+    two = ac.ok(webui, dict(aa(release, pose_json=pose_frames_json(4)), n_iter=2))
+    assert two["info"]["animate_anyone"]["reference_passes"] == 2 and two["info"]["animate_anyone"]["videos"] == 2
+
+
+def test_pose_video_with_stride_fps_and_max_frames(webui, release):
+    video = skeleton_video(12, fps=10)
+    full = ac.ok(webui, aa(release, pose_video=video))["info"]["animate_anyone"]
+    assert full["frames"] == 12 and abs(full["fps"] - 10) < 1e-6  # output fps follows the pose video
+    assert ac.ok(webui, aa(release, pose_video=video, pose_stride=2))["info"]["animate_anyone"]["frames"] == 6
+    assert ac.ok(webui, aa(release, pose_video=video, pose_fps=5))["info"]["animate_anyone"]["frames"] == 6
+    assert ac.ok(webui, aa(release, pose_video=video, pose_max_frames=4))["info"]["animate_anyone"]["frames"] == 4
+    assert ac.ok(webui, aa(release, pose_video=video, fps=24))["info"]["animate_anyone"]["fps"] == 24
+    gif = ac.ok(webui, aa(release, pose_video=skeleton_video(5, fmt="gif"), fit="letterbox"))
+    assert gif["info"]["animate_anyone"]["frames"] == 5
+
+
+def test_pose_frames_list(webui, release):
+    from PIL import Image
+
+    from lib_animate.pose import parse_pose_json, render_pose
+
+    images = [_b64_png(Image.fromarray(render_pose(f, 32, 48))) for f in parse_pose_json(pose_frames_json(3))]
+    data = ac.ok(webui, aa(release, pose_frames=images))
+    assert data["info"]["animate_anyone"]["frames"] == 3
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM", "DPM++ 2M"])
+def test_webui_samplers_with_v_prediction(webui, release, baseline, sampler):
+    data = ac.ok(webui, aa(release, pose_json=pose_frames_json(4), sampler=sampler))
+    assert data["info"]["animate_anyone"]["sampler"] == sampler
+    frames = ac.frames_of(data)
+    assert len(frames) == 4 and all(np.isfinite(f).all() for f in frames)
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+def test_split_cond_uncond_passes_give_the_same_clip(webui, release):
+    body = aa(release, pose_json=pose_frames_json(4))
+    batched = ac.frames_of(ac.ok(webui, dict(body, override_settings={"batch_cond_uncond": True})))
+    split = ac.frames_of(ac.ok(webui, dict(body, override_settings={"batch_cond_uncond": False})))
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(batched, split)]) < 1.0
+
+
+def test_long_pose_sequence_uses_context_windows(webui, release, baseline):
+    data = ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2, formats=["MP4"]))
+    assert len(read_video(ac.trailing(data)[0][1]).frames) == 14
+    assert data["info"]["animate_anyone"]["reference_passes"] == 1
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+def _dwpose_missing(release):
+    return "yolox_l.onnx"
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"reference_image": None}, "'reference_image' is missing"),
+    ({"reference_image": base64.b64encode(b"this is no image").decode()}, "'reference_image' is not a readable image"),
+    ({"pose_video": base64.b64encode(b"\x00\x01 not a video" * 20).decode()}, "pose"),
+    ({"pose_frames": []}, "no pose input"),
+    ({"pose_json": [{"people": [{"pose_keypoints_2d": [0.5, 0.5]}]}]}, "pose_keypoints_2d"),
+    ({"pose_json": pose_frames_json(2), "pose_video": "AAAA"}, "several pose inputs at once"),
+    ({"pose_json": pose_frames_json(2), "sampler": "Nope"}, "unknown sampler 'Nope'"),
+    ({"pose_json": pose_frames_json(2), "fit": "stretch"}, "'fit' must be one of"),
+])
+def test_bad_input_is_answered_422(webui, release, baseline, fields, words):
+    body = aa(release, **fields)
+    assert words in ac.rejected(webui, body)
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+def test_a_person_video_without_dwpose_files_names_where_it_looked(webui, release):
+    from lib_animate.video import EncodeOptions, encode_video
+
+    rng = np.random.default_rng(0)
+    person = [rng.integers(60, 255, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(3)]  # not a skeleton
+    video = base64.b64encode(encode_video(person, "mp4", EncodeOptions(fps=8))).decode()
+    error = ac.rejected(webui, aa(release, pose_video=video))
+    assert "yolox_l.onnx" in error and "dw-ll_ucoco_384.onnx" in error and "sd-webui-controlnet" in error
+
+
+def test_lora_tags_are_refused(webui, release):
+    body = aa(release, pose_json=pose_frames_json(2))
+    body["prompt"] = "a dancer <lora:some_style:0.8>"
+    assert "<lora:...> tags are not used in Animate Anyone mode" in ac.rejected(webui, body)
+
+
+def test_pose_sequences_longer_than_the_configured_maximum(webui, release):
+    assert webui.post("/sdapi/v1/options", {"animate_anyone_max_pose_frames": 5}).ok
+    try:
+        error = ac.rejected(webui, aa(release, pose_json=pose_frames_json(6)))
+        assert "more than 5 frames" in error
+        assert ac.ok(webui, aa(release, pose_json=pose_frames_json(6), pose_max_frames=5))["info"]["animate_anyone"]["frames"] == 5
+    finally:
+        assert webui.post("/sdapi/v1/options", {"animate_anyone_max_pose_frames": 300}).ok
+
+
+def test_incomplete_or_wrong_weights_folder(webui, release, baseline, tmp_path):
+    import shutil
+
+    broken = tmp_path / "AnimateAnyone-broken"
+    shutil.copytree(release["folder"], broken, ignore=shutil.ignore_patterns("converted"))
+    (broken / "pose_guider.pth").unlink()
+    (broken / "reference_unet.pth").unlink()
+    assert webui.post("/sdapi/v1/options", {"animate_anyone_weights_dir": str(broken)}).ok
+    try:
+        error = ac.rejected(webui, aa(release, pose_json=pose_frames_json(2)))
+        assert "pose_guider.pth" in error and "reference_unet.pth" in error and str(broken) in error
+        import torch
+
+        torch.save(rf.pose_guider_weights(1, out_channels=64), str(broken / "pose_guider.pth"))
+        shutil.copy(release["folder"] / "reference_unet.pth", broken / "reference_unet.pth")
+        error = ac.rejected(webui, aa(release, pose_json=pose_frames_json(2)))
+        assert "pose guider" in error or "pose_guider.pth" in error
+    finally:
+        assert webui.post("/sdapi/v1/options", {"animate_anyone_weights_dir": ""}).ok
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+def test_an_exception_mid_sampling_restores_the_webui_unet(webui, release):
+    with webui.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
+        plain = ac.ok(webui, ac.payload(batch_size=2))["images"]
+        response = webui.post("/sdapi/v1/txt2img", aa(release, pose_json=pose_frames_json(4)))
+        assert response.status == 500 and "failing on purpose" in response.text()
+        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain
+
+
+def test_an_interrupted_job_restores_the_webui_unet(webui, release, baseline):
+    body = aa(release, pose_json=pose_frames_json(16))
+    body.update(steps=40, width=128, height=128)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(response=webui.post("/sdapi/v1/txt2img", body)))
+    worker.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and webui.get("/sdapi/v1/progress").json()["state"]["sampling_step"] < 2:
+        time.sleep(0.2)
+    webui.post("/sdapi/v1/interrupt", {})
+    worker.join(300)
+    assert result["response"].ok
+    entry = __import__("json").loads(result["response"].json()["info"])["animate_anyone"]
+    assert entry["interrupted"] is True and entry["videos"] == 0
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline

@@ -1,0 +1,127 @@
+"""Animate Anyone inputs at the edge: reference image and pose sequences (no webui needed)."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib_animate.errors import InvalidInputError, WeightsFileError
+from lib_animate.pose import parse_pose_json, render_pose
+from lib_animate.video import EncodeOptions, encode_video
+from lib_animate.webui.aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip, looks_like_skeleton
+from lib_animate.webui.args import parse_args
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def pose_json(count):
+    frames = []
+    for i in range(count):
+        body = [0.5, 0.2, 1, 0.5, 0.3, 1, 0.4, 0.3, 1, 0.35, 0.45 - 0.02 * i, 1, 0.3, 0.5, 1, 0.6, 0.3, 1, 0.65, 0.4, 1,
+                0.7, 0.5, 1, 0.45, 0.6, 1, 0.45, 0.75, 1, 0.45, 0.9, 1, 0.55, 0.6, 1, 0.55, 0.75, 1, 0.55, 0.9, 1,
+                0.48, 0.18, 1, 0.52, 0.18, 1, 0.46, 0.19, 1, 0.54, 0.19, 1]
+        frames.append({"people": [{"pose_keypoints_2d": body}]})
+    return frames
+
+
+def skeletons(count, size=(48, 64)):
+    return [render_pose(f, *size) for f in parse_pose_json(pose_json(count))]
+
+
+LIMITS = PoseLimits(max_frames=10)
+
+
+def args(**fields):
+    return parse_args(dict({"enable": True, "mode": "animate_anyone"}, **fields))
+
+
+def test_decode_image_accepts_pil_bytes_base64_and_data_uris():
+    image = Image.new("RGB", (5, 3), (10, 200, 30))
+    data = png_bytes(image)
+    for value in (image.convert("RGBA"), data, base64.b64encode(data).decode(), "data:image/png;base64," + base64.b64encode(data).decode()):
+        decoded = decode_image(value, "reference_image")
+        assert decoded.mode == "RGB" and decoded.size == (5, 3) and decoded.getpixel((0, 0)) == (10, 200, 30)
+
+
+@pytest.mark.parametrize("value, words", [
+    (None, "'reference_image' is missing"),
+    ("", "'reference_image' is missing"),
+    ("%%%", "'reference_image' is not valid base64"),
+    (base64.b64encode(b"definitely not an image").decode(), "'reference_image' is not a readable image"),
+    (12, "'reference_image' must be a base64 string"),
+])
+def test_decode_image_errors_name_the_field(value, words):
+    with pytest.raises(InvalidInputError, match=words):
+        decode_image(value, "reference_image")
+
+
+def test_fit_reference_squashes_or_letterboxes():
+    image = Image.new("RGB", (100, 50), (255, 0, 0))
+    squashed = fit_reference(image, 64, 64, "resize")
+    assert squashed.size == (64, 64) and squashed.getpixel((32, 0)) == (255, 0, 0)
+    boxed = np.asarray(fit_reference(image, 64, 64, "letterbox"))
+    assert boxed.shape == (64, 64, 3)
+    assert boxed[0, 32].tolist() == [0, 0, 0] and boxed[32, 32].tolist() == [255, 0, 0]
+
+
+def test_skeleton_detection():
+    assert looks_like_skeleton(skeletons(4))
+    rng = np.random.default_rng(0)
+    assert not looks_like_skeleton([rng.integers(40, 255, (64, 48, 3), dtype=np.uint8) for _ in range(4)])
+
+
+def test_pose_json_is_rendered_at_the_generation_size():
+    clip = load_pose_clip(args(pose_json=pose_json(6)), 48, 64, LIMITS)
+    assert len(clip.frames) == 6 and clip.frames[0].shape == (64, 48, 3) and clip.fps == 8
+    assert len(load_pose_clip(args(pose_json=pose_json(6), pose_stride=2), 48, 64, LIMITS).frames) == 3
+    assert len(load_pose_clip(args(pose_json=pose_json(6), pose_max_frames=4), 48, 64, LIMITS).frames) == 4
+    faceless = load_pose_clip(args(pose_json=pose_json(1), draw_face=False), 48, 64, LIMITS).frames[0]
+    assert faceless.shape == (64, 48, 3)
+
+
+def test_pose_video_bytes_and_base64_with_stride_and_fps():
+    video = encode_video(skeletons(8), "mp4", EncodeOptions(fps=10))
+    clip = load_pose_clip(args(pose_video=video), 48, 64, LIMITS)
+    assert len(clip.frames) == 8 and abs(clip.fps - 10) < 1e-6 and clip.frames[0].shape == (64, 48, 3)
+    clip = load_pose_clip(args(pose_video=base64.b64encode(video).decode(), pose_fps=5), 48, 64, LIMITS)
+    assert len(clip.frames) == 4 and clip.fps == 5
+    assert len(load_pose_clip(args(pose_video=video, pose_stride=4), 48, 64, LIMITS).frames) == 2
+
+
+def test_pose_frames_list():
+    frames = [Image.fromarray(f) for f in skeletons(3, (32, 32))]
+    clip = load_pose_clip(args(pose_frames=frames + [png_bytes(frames[0])]), 48, 64, LIMITS)
+    assert len(clip.frames) == 4 and clip.frames[0].shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({}, "no pose input"),
+    ({"pose_frames": []}, "no pose input"),
+    ({"pose_json": pose_json(2), "pose_frames": [b"x"]}, "several pose inputs at once \\(pose_frames, pose_json\\)"),
+    ({"pose_json": pose_json(11)}, "more than 10 frames"),
+    ({"pose_video": b"\x00" * 64}, "^'pose_video': "),
+    ({"pose_frames": [b"not an image"]}, "'pose_frames\\[0\\]' is not a readable image"),
+    ({"pose_json": [{"people": [{"pose_keypoints_2d": [1, 2]}]}]}, "^'pose_json': .*pose_keypoints_2d"),
+])
+def test_pose_errors(fields, words):
+    with pytest.raises(InvalidInputError, match=words):
+        load_pose_clip(args(**fields), 48, 64, LIMITS)
+
+
+def test_person_video_without_dwpose_files_lists_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANIMATE_DWPOSE_DIR", raising=False)
+    rng = np.random.default_rng(1)
+    person = encode_video([rng.integers(60, 255, (64, 48, 3), dtype=np.uint8) for _ in range(3)], "mp4", EncodeOptions(fps=8))
+    limits = PoseLimits(max_frames=10, dwpose_dir=str(tmp_path / "dwpose"), webui_root=str(tmp_path / "webui"))
+    with pytest.raises(WeightsFileError, match="yolox_l.onnx") as info:
+        load_pose_clip(args(pose_video=person), 48, 64, limits)
+    assert str(tmp_path / "dwpose") in str(info.value) and "sd-webui-controlnet" in str(info.value)
+    # the same video as rendered skeletons is not detected at all
+    clip = load_pose_clip(args(pose_video=person, pose_source="skeleton"), 48, 64, limits)
+    assert len(clip.frames) == 3
