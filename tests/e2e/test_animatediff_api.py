@@ -307,3 +307,48 @@ def test_webui_attention_optimizations(webui, motion, optimization):
         assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain
     finally:
         assert webui.post("/sdapi/v1/options", {"cross_attention_optimization": "Automatic"}).ok
+
+
+def _write_image_lora_and_embedding(webui):
+    """A kohya-format LoRA for the tiny UNet's first attention and a 2-vector textual inversion."""
+    import safetensors.torch
+    import torch
+
+    data = webui.prepared.data_dir
+    (data / "models" / "Lora").mkdir(parents=True, exist_ok=True)
+    (data / "embeddings").mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(5)
+    lora = {}
+    for layer, fan_in in (("attn1_to_q", 32), ("attn1_to_v", 32), ("attn2_to_k", 64), ("attn1_to_out_0", 32)):
+        key = f"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_{layer}"
+        lora[f"{key}.lora_down.weight"] = torch.randn(4, fan_in, generator=g)
+        lora[f"{key}.lora_up.weight"] = torch.randn(32, 4, generator=g)
+        lora[f"{key}.alpha"] = torch.tensor(4.0)
+    safetensors.torch.save_file(lora, str(data / "models" / "Lora" / "tiny_style.safetensors"))
+    safetensors.torch.save_file({"emb_params": torch.randn(2, 64, generator=g)}, str(data / "embeddings" / "tiny_ti.safetensors"))
+    assert webui.post("/sdapi/v1/refresh-loras", {}).ok
+
+
+def test_image_loras_and_embeddings_keep_working(webui, motion, baseline):
+    """The base UNet is untouched: with the identity motion module, an AnimateDiff job with a LoRA and an
+    embedding in the prompt gives exactly the plain batch with the same prompt."""
+    _write_image_lora_and_embedding(webui)
+    prompt = "a red fox running in the snow, tiny_ti <lora:tiny_style:1>"
+    with_both = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8, prompt=prompt))["images"]]
+    without = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8))["images"]]
+    assert not np.array_equal(with_both[0], without[0])
+    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.ZERO_MODULE, "frames": 8,
+                                    "noise_schedule": "checkpoint", "formats": []}, prompt=prompt))
+    assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(data), with_both))
+    assert "tiny_style" in data["info"]["infotexts"][0]
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_hires_fix_runs_both_passes_with_the_motion_modules(webui, motion, baseline):
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}
+    data = ac.ok(webui, ac.payload(args, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2,
+                                   denoising_strength=0.6))
+    frames = ac.frames_of(data)
+    assert len(frames) == 8 and frames[0].shape == (96, 96, 3)
+    assert read_video(ac.trailing(data)[0][1]).frames.shape[1:3] == (96, 96)
+    assert_plain_request_unchanged(webui, baseline)
