@@ -66,7 +66,10 @@ def _load_pickle(path: str, what: str):
         message = str(e)
         offending = _unsafe_globals(path)
         if offending or "GLOBAL" in message or "Unsupported global" in message or "Unsupported class" in message:
-            detail = f" It references: {', '.join(offending)}." if offending else ""
+            if offending:
+                detail = f" It references: {', '.join(offending)}."
+            else:  # torch < 2.5 cannot list them; its own message names the first one
+                detail = f" ({_unpickler_reason(message)})" if _unpickler_reason(message) else ""
             raise WeightsFileError(
                 f"Refusing to load '{path}': this {what} file is a pickle that needs code outside "
                 f"plain tensors to be executed, and only weights-only loading is allowed.{detail} "
@@ -77,12 +80,16 @@ def _load_pickle(path: str, what: str):
         raise _corrupted(path, what, e) from e
 
 
+def _unpickler_reason(text: str) -> str:
+    """The reason torch's weights-only unpickler gives, without its boilerplate ('' if none)."""
+    marker = "WeightsUnpickler error:"
+    return text.split(marker, 1)[1].strip().splitlines()[0] if marker in text else ""
+
+
 def _corrupted(path: str, what: str, error: Exception) -> WeightsFileError:
     text = str(error)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        reason = text.split(marker, 1)[1].strip().splitlines()[0]
-    else:
+    reason = _unpickler_reason(text)
+    if not reason:
         reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return WeightsFileError(
         f"'{path}' is not a readable PyTorch {what} file (truncated or corrupted?): {reason}"

@@ -20,10 +20,12 @@ from .formats import Family, ModuleSlot, MotionSpec
 HEADS = 8
 NORM_GROUPS = 32
 
-# Rows (sequences) per scaled_dot_product_attention launch. CUDA kernels put the batch (or
-# batch * heads) on a grid axis limited to 65,535 blocks; 2 x 64 x 64 latent pixels x 8 heads at
-# 512x512 with CFG already reaches it ("CUDA error: invalid configuration argument").
-MAX_ATTENTION_ROWS = 65535 // HEADS
+# Sequences per scaled_dot_product_attention launch. With the 4-D layout (sequences, heads,
+# frames, head_dim) CUDA kernels put the sequence count on a grid axis limited to 65,535 blocks
+# (pytorch#142228, #146704: "CUDA error: invalid configuration argument" from 65,536 on; the
+# webui's sd-webui-animatediff users hit it with heads folded into the batch). 32,768 keeps 1024x1024
+# with batched CFG in one launch and anything larger safe.
+MAX_ATTENTION_ROWS = 32768
 
 
 def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
