@@ -65,8 +65,9 @@ def of(p) -> Optional["VideoJob"]:
 def begin(p, script_args: Sequence[Any], environment: Environment, is_img2img: bool, ui_to_dict) -> Optional["VideoJob"]:
     """``before_process``: create the job when the extension is enabled (or the args are invalid)."""
     stale = of(p)
-    if stale is not None:  # a script runner calling before_process twice on one p
+    if stale is not None:  # process_images called twice on one p (e.g. by another script)
         stale.restore()
+        stale.detach()
     try:
         args = args_from_script_args(script_args, ui_to_dict)
     except AnimateError as e:
