@@ -11,7 +11,7 @@ and does the update with the exact schedule.
 
 import torch
 
-from ..sampling.aa_ddim import alpha_bar, ddim_step, previous_timestep, trailing_timesteps, v_to_x0_eps
+from ..sampling.aa_ddim import sample_aa_ddim, trailing_timesteps
 from ..sampling.schedules import ANIMATE_ANYONE
 
 # Not "... DDIM": the webui reads a trailing scheduler name ("DDIM" is one) off sampler names.
@@ -25,20 +25,19 @@ def exact_alphas_cumprod() -> torch.Tensor:
 
 @torch.no_grad()
 def animate_anyone_ddim(model, x, timesteps, extra_args=None, callback=None, disable=None):
-    """DDIM (eta 0) with the reference's timesteps and update; ``model`` returns CFG-combined v."""
+    """The webui's sampler-function signature around the reference DDIM (sample_aa_ddim):
+    ``model(x, t_rows, **extra_args)`` is the webui's CFG denoiser returning combined v."""
     extra_args = {} if extra_args is None else extra_args
-    schedule = exact_alphas_cumprod()
     steps = len(timesteps)
+    if [int(t) for t in timesteps] != trailing_timesteps(steps):
+        raise ValueError("Animate Anyone DDIM runs on its own trailing timesteps")
     ones = x.new_ones((x.shape[0],))
-    for i, t in enumerate(int(t) for t in timesteps):
-        v = model(x, t * ones, **extra_args)
-        a_t = alpha_bar(schedule, t)
-        a_prev = alpha_bar(schedule, previous_timestep(t, steps, len(schedule)))
-        x0, eps = v_to_x0_eps(x, v, a_t)
-        x = ddim_step(x0, eps, a_prev)
+
+    def report(i, x_prev, x0):
         if callback is not None:
-            callback({"x": x, "i": i, "sigma": 0, "sigma_hat": 0, "denoised": x0})
-    return x
+            callback({"x": x_prev, "i": i, "sigma": 0, "sigma_hat": 0, "denoised": x0})
+
+    return sample_aa_ddim(lambda xt, t: model(xt, t * ones, **extra_args), x, steps, exact_alphas_cumprod(), callback=report)
 
 
 def _sampler_classes():
