@@ -22,7 +22,8 @@ class AnimateAnyoneScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        return video_ui.build(self, is_img2img, environment.library())
+        settings_now = environment.settings()
+        return video_ui.build(self, is_img2img, environment.library(settings_now), settings_now)
 
     def before_process(self, p, *args):
         video_job.begin(p, args, environment, self.is_img2img, lambda values: video_ui.values_to_dict(values, self.is_img2img))

@@ -16,6 +16,9 @@ OPTIONS = {
     "animate_anyone_weights_dir": ("", "Animate Anyone weights folder (empty: models/AnimateAnyone); converted UNets are cached in its 'converted' subfolder"),
     "animate_anyone_dwpose_dir": ("", "DWPose model folder (yolox_l.onnx, dw-ll_ucoco_384.onnx); ControlNet's annotator folder is searched too"),
     "animate_anyone_max_pose_frames": (300, "Longest pose sequence accepted (frames, after stride and fps)"),
+    "animate_anyone_default_frames": (16, "Default number of frames in the accordion"),
+    "animate_anyone_default_fps": (8, "Default frames per second in the accordion"),
+    "animate_anyone_default_formats": (["GIF"], "Default save formats in the accordion"),
     "animate_anyone_keep_in_vram": (True, "Keep the motion module on the GPU between jobs (faster; moved to the CPU anyway with --medvram/--lowvram)"),
     "animate_anyone_mp4_crf": (18, "MP4 (H.264) quality: CRF 0 (lossless) .. 51, lower is better"),
     "animate_anyone_mp4_preset": ("medium", "MP4 (H.264) encoder speed preset"),
@@ -29,6 +32,9 @@ OPTIONS = {
 class Settings:
     motion_dir: str
     video_dir: str
+    default_frames: int
+    default_fps: float
+    default_formats: tuple
     weights_dir: str
     dwpose_dir: str
     max_pose_frames: int
@@ -47,6 +53,9 @@ def read(opts_data: dict, extension_dir: str, models_path: str) -> Settings:
     return Settings(
         motion_dir=get("animate_anyone_motion_dir") or os.path.join(extension_dir, "motion_modules"),
         video_dir=get("animate_anyone_video_dir"),
+        default_frames=int(get("animate_anyone_default_frames")),
+        default_fps=float(get("animate_anyone_default_fps")),
+        default_formats=tuple(get("animate_anyone_default_formats") or ()),
         weights_dir=get("animate_anyone_weights_dir") or os.path.join(models_path, "AnimateAnyone"),
         dwpose_dir=get("animate_anyone_dwpose_dir"),
         max_pose_frames=int(get("animate_anyone_max_pose_frames")),
@@ -65,12 +74,17 @@ def register(shared) -> None:
 
     from lib_animate.video.options import X264_PRESETS
 
+    from .args import FORMATS
+
     components = {
         "animate_anyone_mp4_crf": (gr.Slider, {"minimum": 0, "maximum": 51, "step": 1}),
         "animate_anyone_mp4_preset": (gr.Dropdown, {"choices": list(X264_PRESETS)}),
         "animate_anyone_webm_crf": (gr.Slider, {"minimum": 0, "maximum": 63, "step": 1}),
         "animate_anyone_webp_quality": (gr.Slider, {"minimum": 0, "maximum": 100, "step": 1}),
         "animate_anyone_max_pose_frames": (gr.Number, {"precision": 0, "minimum": 1}),
+        "animate_anyone_default_frames": (gr.Slider, {"minimum": 2, "maximum": 256, "step": 1}),
+        "animate_anyone_default_fps": (gr.Number, {"minimum": 1}),
+        "animate_anyone_default_formats": (gr.CheckboxGroup, {"choices": list(FORMATS)}),
     }
     for key, (default, label) in OPTIONS.items():
         component, component_args = components.get(key, (None, None))

@@ -66,11 +66,13 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
     return named
 
 
-def build(script, is_img2img: bool, library) -> List[Any]:
+def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
     import gradio as gr
     from modules.ui_components import FormRow, InputAccordion, ToolButton
 
     defaults = AnimateArgs()
+    if settings is not None:  # the accordion's defaults from Settings (the API keeps the documented ones)
+        defaults.frames, defaults.fps, defaults.formats = settings.default_frames, settings.default_fps, list(settings.default_formats)
     modules = library.modules()
     loras = [NO_LORA] + library.loras()
 
