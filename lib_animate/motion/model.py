@@ -6,6 +6,12 @@ plain ``load_state_dict``. Shapes and the forward pass: research/animatediff.md 
 Input of one module: ``(N, C, H, W)`` with ``N = clips * frames`` and each clip's frames
 contiguous. Every latent pixel of a clip becomes a length-``frames`` sequence that attends over
 time only; the output is ``input + proj_out(...)``, so a zero ``proj_out`` is the identity.
+
+Inside a module the tokens stay frame-major, ``(clips, frames, H*W, C)``: that is the memory
+order of a channels-last ``(N, C, H, W)`` tensor, so entry and exit are views for such inputs
+(one transposing copy at entry otherwise), and every Linear, norm, feed-forward and residual add
+works on contiguous rows. Only the attention sees frames as a strided axis: per clip,
+``(H*W, heads, frames, head_dim)`` views that ``scaled_dot_product_attention`` reads in place.
 """
 
 import math
@@ -23,22 +29,46 @@ NORM_GROUPS = 32
 # Sequences per scaled_dot_product_attention launch. With the 4-D layout (sequences, heads,
 # frames, head_dim) CUDA kernels put the sequence count on a grid axis limited to 65,535 blocks
 # (pytorch#142228, #146704: "CUDA error: invalid configuration argument" from 65,536 on; the
-# webui's sd-webui-animatediff users hit it with heads folded into the batch). 32,768 keeps 1024x1024
-# with batched CFG in one launch and anything larger safe.
+# webui's sd-webui-animatediff users hit it with heads folded into the batch). Launches are per
+# clip, one sequence per latent pixel: 32,768 keeps up to 1448x1448 pixels in one launch per clip
+# and anything larger safe.
 MAX_ATTENTION_ROWS = 32768
 
 
-def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """GroupNorm / LayerNorm of ``module`` on ``x``: float32 for half-precision inputs (like ldm's
-    GroupNorm32), weights cast to the compute dtype, result in ``x``'s dtype."""
-    compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    weight = module.weight.to(compute)
-    bias = module.bias.to(compute)
+def _apply_norm(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.GroupNorm):
-        out = F.group_norm(x.to(compute), module.num_groups, weight, bias, module.eps)
-    else:
-        out = F.layer_norm(x.to(compute), module.normalized_shape, weight, bias, module.eps)
-    return out.to(x.dtype)
+        return F.group_norm(x, module.num_groups, weight, bias, module.eps)
+    return F.layer_norm(x, module.normalized_shape, weight, bias, module.eps)
+
+
+def _norm_float32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The norm computed on a float32 copy of a half-precision ``x`` (like ldm's GroupNorm32)."""
+    compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return _apply_norm(module, x.to(compute), module.weight.to(compute), module.bias.to(compute)).to(x.dtype)
+
+
+def _norm_native(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The norm's own half-precision kernel (float32 statistics and arithmetic inside, one
+    rounding at the end, like the float32 round trip). Autocast is off for the call: it would
+    upcast both norms to a float32 copy and hand back float32, i.e. three extra passes over the
+    tokens per norm."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _apply_norm(module, x, module.weight, module.bias)
+
+
+def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """GroupNorm / LayerNorm of ``module`` on ``x``, result in ``x``'s dtype and statistics in float32."""
+    if x.dtype in (torch.float16, torch.bfloat16) and x.is_cuda and module.weight.dtype == x.dtype:
+        return _norm_native(module, x)
+    return _norm_float32(module, x)
+
+
+def _contiguous(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` as a contiguous tensor of ``dtype``: ``t`` itself if it is one, else one copy (cast
+    and layout change in the same pass)."""
+    if t.dtype == dtype and t.is_contiguous():
+        return t
+    return torch.empty(t.shape, dtype=dtype, device=t.device).copy_(t)
 
 
 def sinusoidal_encoding(length: int, channels: int, device=None) -> torch.Tensor:
@@ -62,6 +92,7 @@ class PositionEncoding(nn.Module):
         self._cache: Dict[Tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(..., frames, channels)`` or frame-major ``(clips, frames, tokens, channels)``."""
         frames = x.shape[1]
         if frames > self.max_len:
             raise RuntimeError(
@@ -73,11 +104,14 @@ class PositionEncoding(nn.Module):
         if pe is None:
             pe = sinusoidal_encoding(self.max_len, self.channels, x.device).to(x.dtype)
             self._cache[key] = pe
-        return x + pe[:frames]
+        pe = pe[:frames]
+        if x.dim() == 4:  # frame-major: the same position for every token of a frame
+            pe = pe.unsqueeze(1)
+        return x + pe
 
 
 class TemporalAttention(nn.Module):
-    """Multi-head self-attention over the frame axis of (sequences, frames, channels)."""
+    """Multi-head self-attention over the frame axis of frame-major (clips, frames, tokens, channels)."""
 
     def __init__(self, channels: int, max_len: int):
         super().__init__()
@@ -88,26 +122,40 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(channels, channels), nn.Dropout(0.0)])
         self.pos_encoder = PositionEncoding(channels, max_len)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + attention(x)``, both frame-major ``(clips, frames, tokens, channels)``."""
         x = self.pos_encoder(x)
-        rows, frames, channels = x.shape
+        clips, frames, tokens, channels = x.shape
         head_dim = channels // self.heads
+        q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
 
-        def split_heads(t):  # (rows, frames, c) -> (rows, heads, frames, head_dim), a view
-            return t.view(rows, frames, self.heads, head_dim).transpose(1, 2)
+        def split_heads(t):  # (frames, n, c) -> (n, heads, frames, head_dim): a strided view, no copy
+            return t.view(frames, t.shape[1], self.heads, head_dim).permute(1, 2, 0, 3)
 
-        q, k, v = split_heads(self.to_q(x)), split_heads(self.to_k(x)), split_heads(self.to_v(x))
-        if rows <= MAX_ATTENTION_ROWS:
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:
-            out = torch.cat(
-                [
-                    F.scaled_dot_product_attention(q[i:i + MAX_ATTENTION_ROWS], k[i:i + MAX_ATTENTION_ROWS], v[i:i + MAX_ATTENTION_ROWS])
-                    for i in range(0, rows, MAX_ATTENTION_ROWS)
-                ]
-            )
-        out = out.transpose(1, 2).reshape(rows, frames, channels)
-        return self.to_out[0](out)
+        out = torch.empty_like(residual)
+        # One launch per clip: the 4-D views of different clips cannot share a batch axis (fused
+        # SDPA kernels take 4-D inputs only); the token axis is the kernel's grid axis, chunked.
+        for c in range(clips):
+            for start in range(0, tokens, MAX_ATTENTION_ROWS):
+                span = slice(start, start + MAX_ATTENTION_ROWS)
+                a = F.scaled_dot_product_attention(split_heads(q[c, :, span]), split_heads(k[c, :, span]), split_heads(v[c, :, span]))
+                torch.add(residual[c, :, span], self._project_out(a), out=out[c, :, span])
+        return out
+
+    def _project_out(self, a: torch.Tensor) -> torch.Tensor:
+        """to_out of the attention output ``(n, heads, frames, head_dim)``, as ``(frames, n, c)``.
+
+        Which memory order the output has depends on the kernel: flash kernels write it in the
+        query's (frame-major) order, memory-efficient ones token-major, the math path
+        head-major. to_out runs on whichever order is a view; the result may be a transposed
+        view that the residual add reads in place.
+        """
+        n, _, frames, _ = a.shape
+        frame_major = a.permute(2, 0, 1, 3)
+        token_major = a.transpose(1, 2)
+        if token_major.is_contiguous() and not frame_major.is_contiguous():
+            return self.to_out[0](token_major.reshape(n, frames, -1)).transpose(0, 1)
+        return self.to_out[0](frame_major.reshape(frames, n, -1))  # a copy only after the math path
 
 
 class GEGLU(nn.Module):
@@ -141,7 +189,7 @@ class TemporalTransformerBlock(nn.Module):
 
     def forward(self, x):
         for attention, norm in zip(self.attention_blocks, self.norms):
-            x = attention(_norm(norm, x)) + x
+            x = attention(_norm(norm, x), residual=x)
         return self.ff(_norm(self.ff_norm, x)) + x
 
 
@@ -156,20 +204,21 @@ class TemporalTransformer(nn.Module):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         rows, channels, height, width = x.shape
         clips = rows // frames
-        weight_dtype = self.proj_in.weight.dtype
-        # Per-frame GroupNorm (the original SD1.5 modules normalise each frame on its own).
+        # Per-frame GroupNorm (the original SD1.5 modules normalise each frame on its own). On
+        # the CPU its output keeps x's layout; CUDA's kernel always returns NCHW.
         h = _norm(self.norm, x)
-        # (clips*frames, c, h, w) -> (clips*h*w, frames, c): one sequence per latent pixel.
-        h = h.reshape(clips, frames, channels, height * width).permute(0, 3, 1, 2).reshape(-1, frames, channels)
-        h = self.proj_in(h.to(weight_dtype))
+        # (clips*frames, c, h, w) -> frame-major (clips, frames, h*w, c): a view of a
+        # channels-last tensor; otherwise one copy that also does the cast to the weights' dtype.
+        h = _contiguous(h.permute(0, 2, 3, 1), self.proj_in.weight.dtype)
+        h = self.proj_in(h.view(clips, frames, height * width, channels))
         for block in self.transformer_blocks:
             h = block(h)
         h = self.proj_out(h)
-        h = h.view(clips, height * width, frames, channels).permute(0, 2, 3, 1)
-        # The residual keeps x's memory layout (the webui's spatial transformers hand over
-        # channels-last tensors); a layout change would alter the next convolutions' numerics.
-        out = torch.empty_like(x)
-        return torch.add(x, h.reshape(rows, channels, height, width).to(x.dtype), out=out)
+        # Back to (rows, c, h, w) as a channels-last view. The residual keeps x's memory layout
+        # (the webui's spatial transformers may hand over channels-last tensors); a layout change
+        # would alter the next convolutions' numerics. The add also casts to x's dtype.
+        h = h.view(rows, height, width, channels).permute(0, 3, 1, 2)
+        return torch.add(x, h, out=torch.empty_like(x))
 
 
 class MotionModule(nn.Module):

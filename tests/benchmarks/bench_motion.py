@@ -440,7 +440,7 @@ def sdpa_info(cfg: BenchConfig) -> Dict[str, object]:
             fn = getattr(torch.backends.cuda, flag, None)
             info[flag] = fn() if fn is not None else "n/a in this torch"
     heads = 8
-    temporal_rows = min(cfg.clips * cfg.size * cfg.size, motion_model_module.MAX_ATTENTION_ROWS)
+    temporal_rows = min(cfg.size * cfg.size, motion_model_module.MAX_ATTENTION_ROWS)  # one launch per clip
     shapes = {
         "spatial self-attention, level 0": (cfg.rows, heads, cfg.size * cfg.size, cfg.width // heads),
         "temporal attention, level 0": (temporal_rows, heads, cfg.frames, cfg.width // heads),
@@ -556,12 +556,12 @@ def environment(cfg: BenchConfig) -> Dict[str, object]:
 def chunking_plan(cfg: BenchConfig) -> Dict[str, object]:
     """How the temporal attention is launched at this config, and the variant that contrasts it."""
     engine_limit = motion_model_module.MAX_ATTENTION_ROWS
-    largest = cfg.clips * cfg.size * cfg.size  # level 0: one sequence per clip and latent pixel
+    largest = cfg.size * cfg.size  # level 0: one launch per clip, one sequence per latent pixel
     plan: Dict[str, object] = {"engine_rows_per_launch": engine_limit, "largest_level_rows": largest}
     if largest > engine_limit:
         plan.update(engine_chunks=True, contrast="unchunked", contrast_rows=largest)
     else:
-        # Force a split like the engine's at 512x512 with CFG (8192 rows = 8191 + 1).
+        # Force a split of every launch into all rows but one, then one.
         rows = cfg.chunk_rows or max(1, largest - 1)
         plan.update(engine_chunks=False, contrast="chunked", contrast_rows=rows)
     plan["launches_largest_level"] = {
@@ -894,7 +894,7 @@ def format_report(results: Dict[str, object]) -> str:
         add(f"  {name:<52} {r['ratio_of_medians']:>7.3f}   paired {r['paired_median']:.3f} (p90 {r['paired_p90']:.3f}){floor}")
     plan = results.get("chunking") or {}
     if plan:
-        add(f"  temporal attention at this config: largest level {plan['largest_level_rows']} rows; engine limit "
+        add(f"  temporal attention at this config: largest level {plan['largest_level_rows']} rows per clip; engine limit "
             f"{plan['engine_rows_per_launch']} rows/launch -> {plan['launches_largest_level']['engine']} launch(es)"
             + ("" if plan["engine_chunks"] else f"; the chunked variant is forced ({plan['contrast_rows']} rows/launch)"))
 
