@@ -43,6 +43,20 @@ DEFAULT_CONTEXT_LENGTH = 24  # the length the motion module was fine-tuned on
 EXTRA_NETWORK_TAG = ("lora", "lyco", "hypernet")
 
 
+def pose_limits(settings) -> PoseLimits:
+    """Where pose sequences may come from and how long they may be (the job and the tab's preview)."""
+    from modules import paths, shared
+
+    controlnet_dir = shared.opts.data.get("control_net_modules_path") or ""
+    return PoseLimits(
+        max_frames=settings.max_pose_frames,
+        dwpose_dir=settings.dwpose_dir,
+        webui_root=paths.script_path,
+        extra_dwpose_dirs=tuple(d for d in (os.path.join(controlnet_dir, "openpose") if controlnet_dir else "",) if d),
+        animate_anyone_dirs=(settings.weights_dir,),
+    )
+
+
 class AnimateAnyoneJob(VideoJob):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,7 +81,7 @@ class AnimateAnyoneJob(VideoJob):
     # --- before the webui builds prompts and seeds ------------------------------------------------
 
     def _validate(self) -> None:
-        from modules import extra_networks, paths, shared
+        from modules import extra_networks
         from modules.api.api import decode_base64_to_image
 
         p, args = self.p, self.args
@@ -85,16 +99,7 @@ class AnimateAnyoneJob(VideoJob):
                     f"so image LoRAs do not apply. Remove them (LoRAs belong to the AnimateDiff mode)."
                 )
         self.reference = decode_image(args.reference_image, "reference_image", decode_base64_to_image)
-        settings = self.settings
-        controlnet_dir = shared.opts.data.get("control_net_modules_path") or ""
-        limits = PoseLimits(
-            max_frames=settings.max_pose_frames,
-            dwpose_dir=settings.dwpose_dir,
-            webui_root=paths.script_path,
-            extra_dwpose_dirs=tuple(d for d in (os.path.join(controlnet_dir, "openpose") if controlnet_dir else "",) if d),
-            animate_anyone_dirs=(settings.weights_dir,),
-        )
-        self.pose_clip = load_pose_clip(args, p.width, p.height, limits, decode_base64_to_image)
+        self.pose_clip = load_pose_clip(args, p.width, p.height, pose_limits(self.settings), decode_base64_to_image)
         self.layout.set_frames(self.frames)
         self._choose_sampler()
 
