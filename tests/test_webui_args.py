@@ -109,11 +109,29 @@ def test_ui_values_become_the_api_dict():
 
 def test_infotext_round_trip_restores_every_field():
     args = parse_args({"enable": True, "frames": 20, "fps": 10, "formats": ["MP4", "GIF"], "closed_loop": True,
-                       "motion_loras": [{"name": "z.ckpt", "strength": 0.7}], "noise_schedule": "checkpoint"})
-    text = encode(args, {"motion_module": "mm.ckpt"})
+                       "motion_loras": [{"name": "lora/z.ckpt", "strength": 0.7}, {"name": "pan.safetensors", "strength": -1.25}],
+                       "noise_schedule": "checkpoint", "context_length": 12})
+    text = encode(args, {"motion_module": "mm.ckpt", "motion_module_version": "v2"})
+    # readable and stored unquoted by the webui (no ',' or ':' in the value)
+    assert "," not in text and ":" not in text
+    assert "frames=20" in text and "formats=MP4+GIF" in text and "motion_loras=lora/z.ckpt@0.7+pan.safetensors@-1.25" in text
     restored = pasted_fields({KEY: text})
     assert restored["enable"] is True
-    assert pasted_fields({"Steps": "20"}) == {} and pasted_fields({KEY: "not json"}) == {}
+    assert pasted_fields({"Steps": "20"}) == {} and pasted_fields({KEY: ""}) == {}
     # pasting gives back the settings, with the motion module the job actually used
     assert parse_args(restored) == AnimateArgs(**{**args.__dict__, "motion_module": "mm.ckpt"})
-    assert json.loads(text)["motion_module"] == "mm.ckpt"
+
+
+def test_infotext_falls_back_to_json_for_odd_file_names():
+    args = parse_args({"enable": True, "motion_module": "weird; name=1.ckpt", "motion_loras": [{"name": "a@b.ckpt", "strength": 1}]})
+    text = encode(args)
+    assert text.startswith("{") and json.loads(text)["motion_module"] == "weird; name=1.ckpt"
+    assert parse_args(pasted_fields({KEY: text})) == args
+
+
+def test_animate_anyone_infotext_has_only_its_own_fields():
+    args = parse_args({"enable": True, "mode": "animate_anyone", "pose_stride": 2, "fit": "letterbox"})
+    text = encode(args, {"frames": 24, "reference": "512x768"})
+    assert "pose_stride=2" in text and "fit=letterbox" in text and "motion_module" not in text and "reference_image" not in text
+    restored = pasted_fields({KEY: text})
+    assert restored["mode"] == "animate_anyone" and restored["pose_stride"] == 2 and restored["frames"] == 24
