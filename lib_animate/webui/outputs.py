@@ -11,11 +11,11 @@ Layout of ``processed.images`` afterwards:
 
 import base64
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from ..video import EncodeOptions, encode_video, save_png_frames, save_video
+from .scratch import scratch_folder
 
 EXTENSIONS = {"GIF": "gif", "MP4": "mp4", "WEBM": "webm", "WEBP": "webp"}
 
@@ -107,11 +107,7 @@ def preview_file(frames: list, options: EncodeOptions, existing: List[VideoItem]
     for item in existing:
         if item.format in ("GIF", "WEBP") and item.path:
             return item.path
-    folder = os.path.join(tempfile.gettempdir(), "animate-anyone-previews")
-    os.makedirs(folder, exist_ok=True)
-    handle, path = tempfile.mkstemp(suffix=".gif", dir=folder)
-    os.close(handle)
-    return save_video(frames, path, options)
+    return save_video(frames, os.path.join(scratch_folder("preview"), "preview.gif"), options)
 
 
 def base64_item(item: VideoItem) -> str:

@@ -14,7 +14,6 @@ files for the page otherwise.
 import base64
 import json
 import os
-import tempfile
 import zipfile
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from . import aa_sampler
 from .args import AA_DDIM
+from .scratch import scratch_folder
 
 SCRIPT_TITLE = "Animate Anyone"
 PLAYABLE = ("MP4", "WEBM")  # what gr.Video plays in every browser (H.264 MP4, VP9 WebM)
@@ -124,12 +124,8 @@ def collect(processed, formats: List[str]) -> TabResult:
 
 
 def _scratch_folder() -> str:
-    """A new folder for files only the page needs (under the webui's temp folder setting)."""
-    from modules import shared
-
-    base = shared.opts.temp_dir or tempfile.gettempdir()
-    os.makedirs(base, exist_ok=True)
-    return tempfile.mkdtemp(prefix="animate-anyone-tab-", dir=base)
+    """A new folder for files only the page needs (older ones are pruned)."""
+    return scratch_folder("tab")
 
 
 def _frame_files(frames, infotexts: List[str], folder: str, seed) -> List[str]:
