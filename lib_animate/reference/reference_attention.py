@@ -16,13 +16,39 @@ do not shift those paths):
 :class:`ReferenceNet` runs the reference UNet once per video and sampling pass (batch 1,
 timestep 0, the clean reference latent, the CLIP image embedding as context) and counts its
 runs.
+
+Two ways to compute a cond row's attention to [own tokens; reference tokens]:
+
+* generic (the default): ``block.attn1(normed, context=[normed; reference])``, so whatever
+  attention function the webui installed on ``CrossAttention`` (SDP, xformers, sub-quadratic,
+  hypernetworks, upcast) computes it; the reference tokens' keys and values are projected again
+  for every frame of every call.
+* fast (``fast=True``, opt-in per sampling pass): the reference tokens' keys and values are
+  projected once per block and pass, with the block's own ``to_k`` / ``to_v``, and the cond
+  rows' queries attend over [own K/V; cached reference K/V] with
+  ``F.scaled_dot_product_attention``. Same formula, fewer FLOPs (``2 * rows * tokens * c^2``
+  multiply-adds per block and call), no copy of the normed tokens. It bypasses the installed
+  attention function, so the caller may only ask for it when that function is plain softmax
+  attention whose memory SDPA can match: the webui's SDP optimisations (or xformers on CUDA),
+  no hypernetwork, no "upcast attention". Blocks whose ``attn1`` is not exactly ldm's
+  ``CrossAttention`` with bias-free q/k/v Linears and no hooks or instance-level wrappers of its
+  own keep the generic path (:func:`fast_path_blocker` says why).
+
+In a call that mixes cond and uncond rows, every row first gets the block's plain ``attn1``
+(the unhooked computation on the same batch, so uncond rows stay bit-identical to a run
+without the reference) and the cond rows are then overwritten in place. The plain attention of
+the cond rows is the price of that bit-identity: computing the uncond rows on their own would
+change the batch size the kernels see, and with it their results (GEMM algorithm choice, flash
+attention split heuristics). Separate cond and uncond calls do not pay it.
 """
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from ldm.modules.attention import CrossAttention
 
 from ..sampling.layout import COND, FrameLayout
 from .block_hooks import replaced_block_bodies, run_block, transformer_blocks
@@ -78,47 +104,135 @@ def record_reference(unet: nn.Module) -> Iterator[ReferenceBank]:
         yield bank
 
 
+class ReferenceAttention:
+    """What :func:`attend_to_reference` yields: which blocks take the fast path and why not the others."""
+
+    def __init__(self, fast_paths: List[str], generic_reasons: Dict[str, str]):
+        self.fast_paths = fast_paths
+        self.generic_reasons = generic_reasons  # path -> why it uses the generic path
+
+
+def fast_path_blocker(block: nn.Module) -> Optional[str]:
+    """Why the fast path cannot compute ``block``'s reference attention, or None if it can."""
+    if not hasattr(F, "scaled_dot_product_attention"):
+        return "this torch has no F.scaled_dot_product_attention"
+    attn = block.attn1
+    if type(attn) is not CrossAttention:
+        return f"attn1 is a {type(attn).__name__}, not ldm's CrossAttention"
+    if "forward" in vars(attn) or attn._forward_hooks or attn._forward_pre_hooks:
+        return "attn1 has an instance-level forward or hooks of its own"
+    for name in ("to_q", "to_k", "to_v"):
+        linear = getattr(attn, name, None)
+        if type(linear) is not nn.Linear or linear.bias is not None:
+            return f"attn1.{name} is not a bias-free nn.Linear"
+    if not isinstance(attn.to_out, nn.Sequential) or type(attn.to_out[0]) is not nn.Linear:
+        return "attn1.to_out is not Sequential(Linear, ...)"
+    if attn.to_q.out_features % attn.heads:
+        return "attn1's width is not a multiple of its heads"
+    return None
+
+
+class _CachedReferenceKV:
+    """One block's reference tokens projected by its attn1.to_k / to_v, once per dtype and device
+    (the first call of a pass computes them under the same autocast state as the own tokens)."""
+
+    def __init__(self, attn: nn.Module, tokens: torch.Tensor):
+        self.attn = attn
+        self.tokens = tokens
+        self._kv: Dict[Tuple[torch.device, torch.dtype], Tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        key = (like.device, like.dtype)
+        if key not in self._kv:
+            tokens = self.tokens.to(device=like.device, dtype=like.dtype)
+            self._kv[key] = (self.attn.to_k(tokens), self.attn.to_v(tokens))
+        return self._kv[key]
+
+
+def _attend_fast(attn: nn.Module, normed: torch.Tensor, reference_kv: _CachedReferenceKV) -> torch.Tensor:
+    """softmax(q [k; k_ref]^T / sqrt(d)) [v; v_ref] per head, then to_out: attn1's formula."""
+    rows, tokens, _ = normed.shape
+    q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
+    k_ref, v_ref = reference_kv.get(normed)
+    # One (rows, own + reference tokens) tensor each: SDPA takes a single key/value sequence.
+    k = torch.cat([k, k_ref.to(k.dtype).expand(rows, -1, -1)], dim=1)
+    v = torch.cat([v, v_ref.to(v.dtype).expand(rows, -1, -1)], dim=1)
+
+    def split_heads(t):  # (rows, n, heads * d) -> (rows, heads, n, d), a view
+        return t.view(rows, t.shape[1], attn.heads, -1).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+    return attn.to_out(out.transpose(1, 2).reshape(rows, tokens, -1))
+
+
+RowSelection = Union[slice, torch.Tensor]
+
+
 @contextmanager
-def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayout):
+def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayout, fast: bool = False) -> Iterator[ReferenceAttention]:
     """While active, self-attention of "cond" rows in ``unet`` also attends to the bank's tokens.
 
     ``layout`` is read at every call (the caller updates frames and chunk roles between calls).
+    ``fast`` opts in to the cached-K/V path for the blocks that allow it (see the module notes).
     """
     blocks = transformer_blocks(unet)
     _check_pairing(blocks, bank)
-    cond_indices: Dict[tuple, torch.Tensor] = {}  # per call shape, so 16 blocks share one index
+    generic_reasons = {path: "fast path not requested" for path in blocks} if not fast else {}
+    reference_kv: Dict[str, _CachedReferenceKV] = {}
+    if fast:
+        for path, block in blocks.items():
+            reason = fast_path_blocker(block)
+            if reason is None:
+                reference_kv[path] = _CachedReferenceKV(block.attn1, bank.tokens(path))
+            else:
+                generic_reasons[path] = reason
+    cond_selections: Dict[tuple, Tuple[int, RowSelection]] = {}  # per call shape, shared by all blocks
 
-    def cond_rows_of(rows: int, device) -> torch.Tensor:
+    def cond_rows_of(rows: int, device) -> Tuple[int, RowSelection]:
+        """(number of cond rows, a slice when they are one run of rows, else an index tensor)."""
         key = (rows, layout.frames, layout.roles, device)
-        if key not in cond_indices:
-            mask = layout.row_mask(rows, COND)
-            cond_indices[key] = torch.tensor([r for r, is_cond in enumerate(mask) if is_cond], dtype=torch.long, device=device)
-        return cond_indices[key]
+        if key not in cond_selections:
+            indices = [r for r, is_cond in enumerate(layout.row_mask(rows, COND)) if is_cond]
+            if indices and indices == list(range(indices[0], indices[-1] + 1)):
+                selection: RowSelection = slice(indices[0], indices[-1] + 1)  # views, no gather
+            else:
+                selection = torch.tensor(indices, dtype=torch.long, device=device)
+            cond_selections[key] = (len(indices), selection)
+        return cond_selections[key]
 
     def make_body(path, block):
+        kv = reference_kv.get(path)
+
+        def with_reference(normed):
+            if kv is not None:
+                return _attend_fast(block.attn1, normed, kv)
+            return _attend_with_reference(block, normed, bank.tokens(path).to(device=normed.device, dtype=normed.dtype))
+
         def attending_body(x, context=None):
             rows = x.shape[0]
-            cond_rows = cond_rows_of(rows, x.device)
+            count, cond_rows = cond_rows_of(rows, x.device)
 
             def attend_self(normed):
-                if len(cond_rows) == 0:
+                if count == 0:
                     return block.attn1(normed, context=None)
-                reference = bank.tokens(path).to(device=normed.device, dtype=normed.dtype)
-                if len(cond_rows) == rows:
-                    return _attend_with_reference(block, normed, reference)
+                if count == rows:
+                    return with_reference(normed)
                 # Mixed call: every row first gets plain self-attention -- exactly the unhooked
                 # computation, so "uncond" rows stay bit-identical to a run without the
-                # reference -- then the "cond" rows are replaced.
-                plain = block.attn1(normed, context=None)
-                with_reference = _attend_with_reference(block, normed.index_select(0, cond_rows), reference)
-                return plain.index_copy(0, cond_rows, with_reference)
+                # reference -- then the "cond" rows are replaced in place.
+                out = block.attn1(normed, context=None)
+                if isinstance(cond_rows, slice):
+                    out[cond_rows] = with_reference(normed[cond_rows])
+                else:
+                    out.index_copy_(0, cond_rows, with_reference(normed.index_select(0, cond_rows)))
+                return out
 
             return run_block(block, x, context, attend_self)
 
         return attending_body
 
     with replaced_block_bodies(blocks, make_body):
-        yield
+        yield ReferenceAttention(list(reference_kv), generic_reasons)
 
 
 def _attend_with_reference(block, normed: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
