@@ -41,3 +41,40 @@ def test_command_line_defaults_to_the_tiny_cpu_config():
     assert (cfg.width, cfg.dtype, cfg.rows, json_path) == (32, "fp32", 32, None)
     full, _ = bench_motion.parse_args(["--device", "cpu", "--full-width", "--frames", "4"])
     assert (full.width, full.context_dim, full.dtype, full.frames) == (320, 768, "fp32", 4)
+
+
+def test_reference_benchmark_runs_and_keeps_its_invariants():
+    from tests.benchmarks import bench_reference
+
+    cfg = bench_reference.tiny_config(frames=2, height=8, latent_width=8, iters=1, warmup=0, threads=1, steps_per_pass=2)
+    results = bench_reference.run_benchmark(cfg, log=lambda message: None)
+
+    for key in ("R_ref generic", "R_ref fast", "fast / generic", "R_ref fast, two calls"):
+        assert math.isfinite(results["ratios"][key]["ratio_of_medians"]), key
+    numerics = results["numerics"]
+    assert numerics["uncond rows bit-identical to no reference (generic)"]
+    assert numerics["uncond rows bit-identical to no reference (fast)"]
+    assert numerics["rel L2 fast vs generic"] <= 1e-5 and numerics["finite"]
+    assert numerics["blocks on the fast path"] == "16 of 16"
+    assert results["reference_net"]["runs_per_pass"] == 1 and results["reference_net"]["reference_unet_forwards"] == 1
+    flops = results["flops"]
+    assert flops["reference fast"] < flops["reference generic"] and flops["reference fast, two calls"] < flops["reference fast"]
+    assert results["memory"] is None
+    assert "R_ref fast" in bench_reference.format_report(results)
+
+
+def test_memory_benchmark_and_the_one_json_command(tmp_path):
+    from tests.benchmarks import run_all
+
+    results = run_all.run_all("cpu", threads=1, sections=("memory",), log=lambda message: None,
+                              motion_overrides=dict(size=8, tokens=5), memory_frames=(16, 20))
+    frames = results["memory_vs_frames"]["result"]["frames"]
+    assert (frames[16]["unet_calls"], frames[20]["unet_calls"]) == (1, 2)  # one window, then two
+    assert frames[16]["rows_per_unet_call"] == frames[20]["rows_per_unet_call"] == 32
+    assert all(e["finite"] and "peak" not in e for e in frames.values())  # CPU: no invented numbers
+    report = run_all.format_report(results)
+    assert "n/a" in report and "proxy" in report
+    path = tmp_path / "all.json"
+    bench_motion.write_json(results, str(path))
+    assert json.loads(path.read_text())["memory_vs_frames"]["result"]["window"] == 16
+    assert run_all.parse_args(["--device", "cpu", "--only", "reference,memory"])[3] == ("reference", "memory")

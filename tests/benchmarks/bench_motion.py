@@ -31,6 +31,7 @@ Weights are random and seeded, built directly on the device. Nothing is download
 
 import argparse
 import contextlib
+import copy
 import datetime
 import gc
 import json
@@ -50,6 +51,7 @@ from torch import nn
 
 from lib_animate.motion import MotionModel, full_width_spec, inject
 from lib_animate.motion import model as motion_model_module
+from lib_animate.motion.compile import compiled_motion_modules
 from lib_animate.motion.model import sinusoidal_encoding
 from tests.support.ldm_unet import SD15_UNET_CONFIG, ldm_unet
 
@@ -88,6 +90,7 @@ class BenchConfig:
     chunk_rows: Optional[int] = None  # rows per launch for the forced-chunking variant
     threads: Optional[int] = None  # torch CPU threads for the run (None: torch's default)
     seed: int = 0
+    compile: bool = False  # add "ours + v2 compiled" (lib_animate.motion.compile, regional torch.compile)
 
     @property
     def rows(self) -> int:
@@ -454,6 +457,30 @@ def sdpa_info(cfg: BenchConfig) -> Dict[str, object]:
     return info
 
 
+COPY_OPS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy")
+
+
+def layout_copies(cfg: BenchConfig, motion: MotionModel) -> Dict[str, object]:
+    """Copy ops (as the profiler records them, C++ internals included) in one level-0 motion
+    module call, for an NCHW and a channels-last input: the frame-major layout should need one
+    copy at entry for NCHW, none for channels-last, and SDPA should read its strided views in place."""
+    from torch.profiler import ProfilerActivity, profile
+
+    (_, module), = motion.modules_at("down")[:1]
+    x = torch.randn(cfg.rows, module.channels, cfg.size, cfg.size, device=cfg.device, dtype=cfg.torch_dtype)
+    out: Dict[str, object] = {}
+    for label, tensor in (("NCHW input", x), ("channels-last input", x.contiguous(memory_format=torch.channels_last))):
+        with torch.no_grad(), autocast_context(cfg):
+            module(tensor, cfg.frames)  # warm: the position-encoding cache
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                module(tensor, cfg.frames)
+        counts = {e.key: e.count for e in prof.key_averages() if e.key in COPY_OPS}
+        attention = sorted({e.key for e in prof.key_averages() if "attention" in e.key and e.key != "aten::scaled_dot_product_attention"})
+        addmm = sum(e.count for e in prof.key_averages() if e.key == "aten::addmm")
+        out[label] = {"copies": counts, "addmm": addmm, "attention_ops": attention}
+    return out
+
+
 def count_flops(cfg: BenchConfig, versions: Sequence[str]) -> Dict[str, float]:
     """FLOPs of one UNet step (bare and hooked) counted on the meta device, with the same
     attention path as the timed runs. 1 multiply-add = 2 FLOP; SDPA = 4 * Lq * Lk * d per head."""
@@ -635,6 +662,8 @@ def _run_benchmark(cfg: BenchConfig, log) -> Dict[str, object]:
             if cfg.attention == "sdpa" else "sdkit ldm CrossAttention (einsum + softmax)"
         )
         results["sdpa"] = sdpa_info(cfg)
+        if PEER_VERSION in motions or versions:
+            results["layout_copies"] = layout_copies(cfg, motions[PEER_VERSION if PEER_VERSION in motions else versions[0]])
 
         def ours():
             with torch.no_grad(), autocast_context(cfg):
@@ -664,6 +693,27 @@ def _run_benchmark(cfg: BenchConfig, log) -> Dict[str, object]:
             plan["engine_variant"] = f"ours + {chunk_version}"
             variants.append(Variant(label, ours, chunk_setup, optional=True))
         results["chunking"] = plan
+
+        compiled_stack = contextlib.ExitStack()
+        if cfg.compile:
+            # A copy of the v2 model holds the compiled forwards for the whole run, so the eager
+            # variants keep the eager model; the first call pays the compile (not timed below).
+            compiled_motion = copy.deepcopy(motions[PEER_VERSION])
+            status = compiled_stack.enter_context(compiled_motion_modules(compiled_motion))
+            log("compiling the motion modules (first call) ...")
+            started = time.perf_counter()
+            with inject(unet, compiled_motion, cfg.frames):
+                first = ours()
+            synchronize(cfg)
+            results["compile"] = {"first_call_s": time.perf_counter() - started, "modules": status.modules,
+                                  "fallback": status.fallback}
+            del first
+
+            def compiled_setup():
+                return inject(unet, compiled_motion, cfg.frames)
+
+            variants.append(Variant(f"ours + {PEER_VERSION} compiled", ours, compiled_setup,
+                                    note="motion modules only, torch.compile (inductor, default mode)"))
 
         if peer is not None:
             def diffusers_bare():
@@ -697,6 +747,14 @@ def _run_benchmark(cfg: BenchConfig, log) -> Dict[str, object]:
 
         log("numerical checks ...")
         results["numerics"] = numerics(cfg, unet, motions, peer, ours, sample, clip_t, x, t, context)
+        if cfg.compile:
+            with inject(unet, compiled_motion, cfg.frames):
+                compiled_out = ours().float()
+            with inject(unet, motions[PEER_VERSION], cfg.frames):
+                eager_out = ours().float()
+            results["numerics"][f"rel L2 ours + {PEER_VERSION} compiled vs eager"] = rel_l2(compiled_out, eager_out)
+            del compiled_out, eager_out
+        compiled_stack.close()
 
         if cfg.memory and is_cuda(cfg):
             log("peak memory ...")
@@ -731,6 +789,9 @@ def compute_ratios(cfg, versions, samples, summary, plan) -> Dict[str, object]:
     peer = f"diffusers + {PEER_VERSION}"
     ratios[f"ours + {PEER_VERSION} / {peer}"] = ratio(f"ours + {PEER_VERSION}", peer)
     ratios["ours bare / diffusers bare"] = ratio("ours bare", "diffusers bare")
+    compiled = f"ours + {PEER_VERSION} compiled"
+    ratios[f"R_mm {PEER_VERSION} compiled"] = ratio(compiled, "ours bare")
+    ratios[f"{compiled} / {peer}"] = ratio(compiled, peer)
     ratios[f"diffusers R_mm {PEER_VERSION}"] = ratio(peer, "diffusers bare")
     return {k: v for k, v in ratios.items() if v is not None}
 
@@ -844,8 +905,17 @@ def format_report(results: Dict[str, object]) -> str:
         add("SDPA backends enabled: " + ", ".join(f"{k.replace('_sdp_enabled', '')}={v}" for k, v in flags.items()))
     for label, k in (sdpa.get("kernels") or {}).items():
         add(f"SDPA op for {label} {tuple(k['shape'])}: {k['op']}")
+    for label, entry in (results.get("layout_copies") or {}).items():
+        copies = ", ".join(f"{k} x{v}" for k, v in entry["copies"].items()) or "none"
+        add(f"copies in one level-0 motion module call, {label}: {copies} (with {entry['addmm']} addmm: the CPU addmm "
+            f"copies its bias into the output, one copy_ each); attention op {', '.join(entry['attention_ops'])}")
     add(f"builds: " + ", ".join(f"{k} {v:.1f} s" for k, v in results.get("build_s", {}).items())
         + f"; timing {results.get('timing_s', 0):.1f} s; total {results.get('elapsed_s', 0):.1f} s")
+
+    compiled = results.get("compile")
+    if compiled:
+        add(f"compiled motion modules: {compiled['modules']} temporal transformers, first call (compile) {compiled['first_call_s']:.1f} s"
+            + (f"; FELL BACK TO EAGER: {compiled['fallback']}" if compiled["fallback"] else ""))
 
     ceilings = results.get("ceilings")
     if ceilings:
@@ -968,6 +1038,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument("--no-memory", action="store_true", help="skip peak memory (CUDA only anyway)")
     p.add_argument("--no-ceilings", action="store_true", help="skip the matmul / copy ceilings")
     p.add_argument("--no-flops", action="store_true", help="skip FLOP counting on the meta device")
+    p.add_argument("--compile", action="store_true",
+                   help="add the regionally compiled v2 motion modules (the compile itself takes minutes; excluded from timing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_path", help="write all raw timings, ratios and the environment here")
@@ -994,7 +1066,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         if unknown:
             p.error(f"unknown versions {unknown}; choose from {', '.join(VERSIONS)}")
     cfg = replace(cfg, attention=args.attention, seed=args.seed, diffusers=not args.no_diffusers,
-                  memory=not args.no_memory, ceilings=not args.no_ceilings, flops=not args.no_flops)
+                  memory=not args.no_memory, ceilings=not args.no_ceilings, flops=not args.no_flops,
+                  compile=args.compile)
     if cfg.half and not cuda:
         p.error(CPU_HALF_MESSAGE)
     if cfg.width % 32:
