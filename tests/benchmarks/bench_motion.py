@@ -51,7 +51,6 @@ from torch import nn
 
 from lib_animate.motion import MotionModel, full_width_spec, inject
 from lib_animate.motion import model as motion_model_module
-from lib_animate.motion.compile import compiled_motion_modules
 from lib_animate.motion.model import sinusoidal_encoding
 from tests.support.ldm_unet import SD15_UNET_CONFIG, ldm_unet
 
@@ -698,6 +697,8 @@ def _run_benchmark(cfg: BenchConfig, log) -> Dict[str, object]:
         if cfg.compile:
             # A copy of the v2 model holds the compiled forwards for the whole run, so the eager
             # variants keep the eager model; the first call pays the compile (not timed below).
+            from lib_animate.motion.compile import compiled_motion_modules  # imported here: --compile only
+
             compiled_motion = copy.deepcopy(motions[PEER_VERSION])
             status = compiled_stack.enter_context(compiled_motion_modules(compiled_motion))
             log("compiling the motion modules (first call) ...")
