@@ -224,7 +224,7 @@ def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayou
                 if isinstance(cond_rows, slice):
                     out[cond_rows] = with_reference(normed[cond_rows])
                 else:
-                    out.index_copy_(0, cond_rows, with_reference(normed.index_select(0, cond_rows)))
+                    out.index_copy_(0, cond_rows, with_reference(normed.index_select(0, cond_rows)).to(out.dtype))
                 return out
 
             return run_block(block, x, context, attend_self)
