@@ -135,3 +135,16 @@ def test_animate_anyone_infotext_has_only_its_own_fields():
     assert "pose_stride=2" in text and "fit=letterbox" in text and "motion_module" not in text and "reference_image" not in text
     restored = pasted_fields({KEY: text})
     assert restored["mode"] == "animate_anyone" and restored["pose_stride"] == 2 and restored["frames"] == 24
+
+
+def test_settings_table_is_consistent():
+    """Every option has (default, label); component overrides name only real options."""
+    import inspect
+
+    from lib_animate.webui import settings
+
+    assert all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], str) for v in settings.OPTIONS.values())
+    source = inspect.getsource(settings.register)
+    overridden = [line.split('"')[1] for line in source.splitlines() if line.strip().startswith('"animate_anyone_')]
+    assert overridden and all(key in settings.OPTIONS for key in overridden)
+    assert all("gr." in line for line in source.splitlines() if line.strip().startswith('"animate_anyone_'))

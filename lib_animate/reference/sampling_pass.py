@@ -25,11 +25,16 @@ def animate_anyone_pass(
     image_embeds: torch.Tensor,
     layout: FrameLayout,
     pose: Optional[PoseFeatures] = None,
+    fast_reference_attention: bool = False,
 ):
-    """Yields the :class:`ReferenceBank` built for this pass."""
+    """Yields the :class:`ReferenceBank` built for this pass.
+
+    ``fast_reference_attention`` opts in to the cached reference K/V path (see
+    reference_attention.py); only ask for it when the installed attention is plain softmax attention.
+    """
     bank = reference_net.run(reference_latent, image_embeds)
     with ExitStack() as stack:
-        stack.enter_context(attend_to_reference(denoising_unet, bank, layout))
+        stack.enter_context(attend_to_reference(denoising_unet, bank, layout, fast=fast_reference_attention))
         if pose is not None:
             stack.enter_context(inject_pose_features(denoising_unet, pose, layout))
         yield bank

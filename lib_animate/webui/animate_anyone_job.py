@@ -170,8 +170,19 @@ class AnimateAnyoneJob(VideoJob):
         self.model_state.swap_unet(unet)
         stack.callback(self.model_state.unswap_unet)
         stack.enter_context(inject(unet, self.weights.motion_model, self.window.length, self.layout))
+        self._compile_motion_modules(stack, self.weights.motion_model)
         stack.enter_context(animate_anyone_pass(unet, self.reference_net, self.reference_latent, self.image_embeds,
-                                                self.layout, self.pose))
+                                                self.layout, self.pose, fast_reference_attention=self._fast_reference()))
+
+    def _fast_reference(self) -> bool:
+        """The cached reference K/V path computes plain softmax attention with SDPA: allowed where the
+        webui's own attention function is that too (SDP, xformers), without hypernetworks or
+        upcasting, which the fast path would skip."""
+        from modules import sd_hijack, shared
+
+        method = getattr(sd_hijack.model_hijack, "optimization_method", None) or ""
+        return bool(self.settings.fast_reference and method in ("sdp", "sdp-no-mem", "xformers")
+                    and not shared.opts.upcast_attn and not shared.loaded_hypernetworks)
 
     def on_cfg_denoiser(self, params) -> None:
         super().on_cfg_denoiser(params)
@@ -194,6 +205,7 @@ class AnimateAnyoneJob(VideoJob):
             "mode": "animate_anyone",
             "sampler": self.p.sampler_name,
             "reference_passes": self.reference_net.runs if self.reference_net is not None else 0,
+            "fast_reference_attention": self._fast_reference() if self.settings is not None else False,
             "pose_fps": self.pose_clip.fps if self.pose_clip is not None else None,
         }
 

@@ -104,6 +104,7 @@ class AnimateDiffJob(VideoJob):
     def _sampling(self, stack: ExitStack) -> None:
         unet = self.p.sd_model.model.diffusion_model
         stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout))
+        self._compile_motion_modules(stack, self.motion_model)
         if self.loras:
             stack.enter_context(apply_motion_loras(self.motion_model, self.loras))
         if self.is_img2img:

@@ -296,6 +296,13 @@ class VideoJob:
         self.windowed = WindowedInnerModel(self.window, self.layout, on_call=self._on_unet_call)
         return length
 
+    def _compile_motion_modules(self, stack: ExitStack, motion_model) -> None:
+        """The optional torch.compile path (Settings); falls back to eager with a warning."""
+        if self.settings is not None and self.settings.compile:
+            from ..motion.compile import compiled_motion_modules
+
+            stack.enter_context(compiled_motion_modules(motion_model))
+
     def _offload_cached_weights_if_needed(self) -> bool:
         from modules import shared
 

@@ -20,6 +20,8 @@ OPTIONS = {
     "animate_anyone_default_fps": (8, "Default frames per second in the accordion"),
     "animate_anyone_default_formats": (["GIF"], "Default save formats in the accordion"),
     "animate_anyone_keep_in_vram": (True, "Keep the motion module on the GPU between jobs (faster; moved to the CPU anyway with --medvram/--lowvram)"),
+    "animate_anyone_fast_reference": (True, "Animate Anyone: reference keys/values computed once per video (used with the SDP / xformers attention optimisations only)"),
+    "animate_anyone_compile": (False, "Compile the motion modules with torch.compile (experimental: the first job at each size pays the compile)"),
     "animate_anyone_mp4_crf": (18, "MP4 (H.264) quality: CRF 0 (lossless) .. 51, lower is better"),
     "animate_anyone_mp4_preset": ("medium", "MP4 (H.264) encoder speed preset"),
     "animate_anyone_webm_crf": (30, "WebM (VP9) quality: CRF 0 .. 63, lower is better"),
@@ -39,6 +41,8 @@ class Settings:
     dwpose_dir: str
     max_pose_frames: int
     keep_in_vram: bool
+    fast_reference: bool
+    compile: bool
     mp4_crf: int
     mp4_preset: str
     webm_crf: int
@@ -60,6 +64,8 @@ def read(opts_data: dict, extension_dir: str, models_path: str) -> Settings:
         dwpose_dir=get("animate_anyone_dwpose_dir"),
         max_pose_frames=int(get("animate_anyone_max_pose_frames")),
         keep_in_vram=bool(get("animate_anyone_keep_in_vram")),
+        fast_reference=bool(get("animate_anyone_fast_reference")),
+        compile=bool(get("animate_anyone_compile")),
         mp4_crf=int(get("animate_anyone_mp4_crf")),
         mp4_preset=str(get("animate_anyone_mp4_preset")),
         webm_crf=int(get("animate_anyone_webm_crf")),

@@ -218,3 +218,19 @@ def test_an_interrupted_job_restores_the_webui_unet(webui, release, baseline):
     entry = __import__("json").loads(result["response"].json()["info"])["animate_anyone"]
     assert entry["interrupted"] is True and entry["videos"] == 0
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+def test_fast_reference_attention_matches_the_generic_path(webui, release):
+    """With the webui's SDP optimisation the reference K/V are computed once per video; the
+    generic path (every attention through the webui's attention function) gives the same video."""
+    body = aa(release, pose_json=pose_frames_json(6))
+    fast = ac.ok(webui, body)
+    assert fast["info"]["animate_anyone"]["fast_reference_attention"] is True
+    assert webui.post("/sdapi/v1/options", {"animate_anyone_fast_reference": False}).ok
+    try:
+        generic = ac.ok(webui, body)
+    finally:
+        assert webui.post("/sdapi/v1/options", {"animate_anyone_fast_reference": True}).ok
+    assert generic["info"]["animate_anyone"]["fast_reference_attention"] is False
+    difference = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(ac.frames_of(fast), ac.frames_of(generic))])
+    assert difference < 0.5, difference

@@ -352,3 +352,17 @@ def test_hires_fix_runs_both_passes_with_the_motion_modules(webui, motion, basel
     assert len(frames) == 8 and frames[0].shape == (96, 96, 3)
     assert read_video(ac.trailing(data)[0][1]).frames.shape[1:3] == (96, 96)
     assert_plain_request_unchanged(webui, baseline)
+
+
+def test_compiled_motion_modules_give_the_same_video(webui, motion, baseline):
+    """Settings > compile: torch.compile of the motion modules (inductor on this CPU) matches eager."""
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    eager = ac.frames_of(ac.ok(webui, ac.payload(args)))
+    assert webui.post("/sdapi/v1/options", {"animate_anyone_compile": True}).ok
+    try:
+        compiled = ac.frames_of(ac.ok(webui, ac.payload(args)))
+    finally:
+        assert webui.post("/sdapi/v1/options", {"animate_anyone_compile": False}).ok
+    assert _mean_abs(eager, compiled) < 0.5
+    assert "compiling the motion modules failed" not in webui.log_tail(200)
+    assert_plain_request_unchanged(webui, baseline)
