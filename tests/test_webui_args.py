@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lib_animate.errors import InvalidInputError
-from lib_animate.webui.args import AnimateArgs, MotionLoraArg, field_names, parse_args
+from lib_animate.webui.args import AnimateArgs, MotionLoraArg, parse_args
 from lib_animate.webui.compat_animatediff import looks_like_animatediff_payload, translate
 from lib_animate.webui.infotext import KEY, encode, pasted_fields
 from lib_animate.webui.ui import ui_fields, values_to_dict

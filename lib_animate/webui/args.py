@@ -11,7 +11,7 @@ This module is plain Python so CI can test it without a webui.
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ..errors import InvalidInputError
 

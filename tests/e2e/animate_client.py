@@ -40,6 +40,30 @@ def motion_folder(webui) -> Path:
     return folder
 
 
+def animate_anyone_release(webui) -> Path:
+    """The Animate Anyone release's files (tiny random weights, published formats) in the webui's
+    default weights folder, with a real tiny v2 motion module."""
+    from tests.support import reference_files as rf
+
+    folder = webui.prepared.data_dir / "models" / "AnimateAnyone"
+    if not (folder / "motion_module.pth").exists() or (folder / "motion_module.pth").stat().st_size < 10000:
+        rf.write_release(str(folder), seed=3)
+        mf.save(mf.original_state("v2", seed=21), str(folder / "motion_module.pth"))
+    return folder
+
+
+def pose_frames_json(count, size=64):
+    """OpenPose JSON frames of one person raising the right arm."""
+    frames = []
+    for i in range(count):
+        arm = 0.45 - 0.2 * i / max(count - 1, 1)
+        body = [0.5, 0.2, 1, 0.5, 0.3, 1, 0.4, 0.3, 1, 0.33, arm, 1, 0.3, arm - 0.1, 1, 0.6, 0.3, 1, 0.65, 0.4, 1,
+                0.7, 0.5, 1, 0.45, 0.6, 1, 0.45, 0.75, 1, 0.45, 0.9, 1, 0.55, 0.6, 1, 0.55, 0.75, 1, 0.55, 0.9, 1,
+                0.48, 0.18, 1, 0.52, 0.18, 1, 0.46, 0.19, 1, 0.54, 0.19, 1]
+        frames.append({"canvas_width": size, "canvas_height": size, "people": [{"pose_keypoints_2d": body}]})
+    return frames
+
+
 def payload(args=None, **overrides):
     body = dict(BASE)
     body.update(overrides)

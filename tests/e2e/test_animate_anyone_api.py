@@ -11,7 +11,7 @@ import pytest
 
 from lib_animate.video import EncodeOptions, encode_video, read_video
 from tests.e2e import animate_client as ac
-from tests.support import motion_files as mf
+from tests.e2e.animate_client import pose_frames_json
 from tests.support import reference_files as rf
 
 pytestmark = pytest.mark.e2e
@@ -23,18 +23,6 @@ def _b64_png(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def pose_frames_json(count):
-    """OpenPose JSON frames of one person raising the right arm."""
-    frames = []
-    for i in range(count):
-        arm = 0.45 - 0.2 * i / max(count - 1, 1)
-        body = [0.5, 0.2, 1, 0.5, 0.3, 1, 0.4, 0.3, 1, 0.33, arm, 1, 0.3, arm - 0.1, 1, 0.6, 0.3, 1, 0.65, 0.4, 1,
-                0.7, 0.5, 1, 0.45, 0.6, 1, 0.45, 0.75, 1, 0.45, 0.9, 1, 0.55, 0.6, 1, 0.55, 0.75, 1, 0.55, 0.9, 1,
-                0.48, 0.18, 1, 0.52, 0.18, 1, 0.46, 0.19, 1, 0.54, 0.19, 1]
-        frames.append({"canvas_width": SIZE, "canvas_height": SIZE, "people": [{"pose_keypoints_2d": body}]})
-    return frames
 
 
 def skeleton_video(count, fps=10, fmt="mp4"):
@@ -49,10 +37,7 @@ def skeleton_video(count, fps=10, fmt="mp4"):
 def release(webui):
     from PIL import Image
 
-    folder = webui.prepared.data_dir / "models" / "AnimateAnyone"
-    if not (folder / "motion_module.pth").exists() or (folder / "motion_module.pth").stat().st_size < 10000:
-        rf.write_release(str(folder), seed=3)
-        mf.save(mf.original_state("v2", seed=21), str(folder / "motion_module.pth"))
+    folder = ac.animate_anyone_release(webui)
     assert webui.post("/sdapi/v1/options", {"batch_cond_uncond": True}).ok
     return {"folder": folder, "reference": _b64_png(Image.new("RGB", (48, 80), (180, 90, 60)))}
 

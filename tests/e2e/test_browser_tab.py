@@ -15,8 +15,7 @@ import pytest
 
 from lib_animate.video import EncodeOptions, encode_video, read_video
 from tests.e2e import animate_client as ac
-from tests.e2e.test_animate_anyone_api import pose_frames_json
-from tests.support import motion_files as mf
+from tests.e2e.animate_client import animate_anyone_release, pose_frames_json
 from tests.support import reference_files as rf
 from tests.support.browser import artifact_path
 
@@ -31,11 +30,7 @@ VIDEO = "#animate_anyone_video video"
 @pytest.fixture(scope="module")
 def release(webui):
     """The release's files (tiny random weights) in the webui's default weights folder."""
-    folder = webui.prepared.data_dir / "models" / "AnimateAnyone"
-    if not (folder / "motion_module.pth").exists() or (folder / "motion_module.pth").stat().st_size < 10000:
-        rf.write_release(str(folder), seed=3)
-        mf.save(mf.original_state("v2", seed=21), str(folder / "motion_module.pth"))
-    return folder
+    return animate_anyone_release(webui)
 
 
 @pytest.fixture(scope="module")
