@@ -8,19 +8,10 @@ import torch.nn as nn
 from lib_animate.reference.block_hooks import transformer_blocks
 from lib_animate.reference.reference_attention import ReferenceNet, attend_to_reference, fast_path_blocker
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
-from tests.support.reference_files import our_unet, relative_error
-from tests.test_reference_attention import FRAMES, contexts, denoiser_inputs, oracle_denoiser, reference_tokens_by_plain_run
-
-
-@pytest.fixture(scope="module")
-def unets():
-    return our_unet(seed=1), our_unet(seed=2, with_output=False)
-
-
-@pytest.fixture(scope="module")
-def reference_inputs():
-    g = torch.Generator().manual_seed(5)
-    return torch.randn(1, 4, 16, 8, generator=g), torch.randn(1, 1, 64, generator=g)
+from tests.support.reference_files import relative_error
+from tests.test_reference_attention import (  # noqa: F401  (unets, reference_inputs: shared fixtures)
+    FRAMES, contexts, denoiser_inputs, oracle_denoiser, reference_inputs, reference_tokens_by_plain_run, unets,
+)
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from lib_animate.reference.sampling_pass import animate_anyone_pass
 from lib_animate.reference.unet import build_unet
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
 from tests.benchmarks.bench_motion import (
-    CPU_HALF_MESSAGE, DTYPES, Variant, environment, is_cuda, load_average, measure_interleaved, measure_peak_memory,
+    CPU_HALF_MESSAGE, DTYPES, Variant, autocast_context, environment, is_cuda, load_average, measure_interleaved, measure_peak_memory,
     rel_l2, sdpa_cross_attention_forward, summarize, synchronize,
 )
 
@@ -139,12 +139,6 @@ def make_inputs(cfg: RefConfig, device=None):
     to = dict(device=device)
     return (x.to(**to, dtype=cfg.torch_dtype), t.to(**to), context.to(**to, dtype=cfg.torch_dtype),
             reference_latent.to(**to), embeds.to(**to), PoseFeatures(pose.to(**to, dtype=cfg.torch_dtype)))
-
-
-def autocast_context(cfg: RefConfig):
-    if not cfg.half:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=cfg.torch_dtype)
 
 
 def count_flops(cfg: RefConfig) -> Dict[str, float]:
