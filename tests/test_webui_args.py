@@ -82,8 +82,16 @@ def test_sd_webui_animatediff_payload_is_translated():
     assert parse_args(translate({"closed_loop": "N", "video_length": 24, "batch_size": 8, "overlap": 2})).closed_loop is False
 
 
+def test_sd_webui_animatediff_video_fields_map_to_the_control_inputs():
+    ours = translate({"model": "x", "video_source": "/videos/dance.mp4", "video_path": "", "mask_path": "/masks"})
+    assert ours == {"motion_module": "x", "control_video_path": "/videos/dance.mp4", "control_masks_dir": "/masks"}
+    assert translate({"model": "x", "video_path": "/frames"})["control_frames_dir"] == "/frames"
+    args = parse_args(translate({"model": "x", "video_path": "/frames", "mask_path": "/masks"}))
+    assert args.control_frames_dir == "/frames" and args.control_masks_dir == "/masks"
+
+
 @pytest.mark.parametrize("values, message", [
-    ({"model": "x", "video_source": "clip.mp4"}, "'video_source' = 'clip.mp4' is not supported"),
+    ({"model": "x", "interp": "FILM"}, "'interp' = 'FILM' is not supported"),
     ({"model": "x", "freeinit_enable": True}, "'freeinit_enable' = True is not supported"),
     ({"model": "x", "closed_loop": "Z"}, "'closed_loop' must be one of"),
     ({"model": "x", "frames": 16}, "use either their fields or ours"),
@@ -101,8 +109,10 @@ def test_ui_values_become_the_api_dict():
                   fusion="pyramid", noise_schedule="motion_module", prompt_interpolation="slerp",
                   motion_lora_0_name="zoom.ckpt", motion_lora_0_strength=0.5, motion_lora_1_name="None",
                   motion_lora_1_strength=1.0, motion_lora_2_name=None, motion_lora_2_strength=1.0,
-                  init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None)
+                  init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None, control_upload=None,
+                  control_stride=2.0, control_maps=False, init_video=None)
     args = parse_args(values_to_dict([values[n] for n in names], is_img2img=True))
+    assert args.control_stride == 2 and args.control_video is None and args.init_video is None
     assert args.frames == 16 and args.loop == 0 and args.motion_loras == [MotionLoraArg("zoom.ckpt", 0.5)]
     assert args.init_strength == 0.9 and args.formats == ["MP4"]
 

@@ -35,6 +35,7 @@ from ..sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
 from . import aa_sampler, infotext
 from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip
 from .args import AA_DDIM
+from .controlnet_units import enabled_unit_numbers
 from .errors import RequestError
 from .job import VideoJob
 from .model_state import ModelState
@@ -89,6 +90,13 @@ class AnimateAnyoneJob(VideoJob):
             raise RequestError("Animate Anyone mode runs in txt2img (the reference image is its own field); use the txt2img tab or /sdapi/v1/txt2img")
         if getattr(p, "enable_hr", False):
             raise RequestError("hires fix is not supported in Animate Anyone mode; generate at the final size instead")
+        units = enabled_unit_numbers(p)
+        if units:
+            raise RequestError(
+                f"ControlNet unit(s) {', '.join(map(str, units))} are enabled: the Animate Anyone mode has its own pose guider "
+                f"(give the poses as 'pose_video', 'pose_frames' or 'pose_json'); disable the ControlNet units, or use the "
+                f"AnimateDiff mode to drive ControlNet with a control video"
+            )
         prompts = p.prompt if isinstance(p.prompt, list) else [p.prompt]
         for prompt in prompts:
             _, networks = extra_networks.parse_prompt(prompt or "")
@@ -191,7 +199,7 @@ class AnimateAnyoneJob(VideoJob):
         params.text_cond = embeds.expand(cond.shape[0], -1, -1).contiguous()
         params.text_uncond = torch.zeros((params.text_uncond.shape[0],) + tuple(embeds.shape[1:]), device=cond.device, dtype=cond.dtype)
 
-    def _on_unet_call(self, frame_indices, chunks, kwargs) -> None:
+    def _on_unet_call(self, frame_indices, chunks, kwargs, x) -> None:
         self.pose.select_frames(frame_indices)
         context = kwargs["cond"]["c_crossattn"][0]
         per_chunk = context.shape[0] // chunks

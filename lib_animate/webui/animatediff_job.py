@@ -13,9 +13,11 @@ import torch
 
 from ..motion import apply_motion_loras, check_compatible, inject, noise_schedule
 from ..motion.lora import resolve_pairs
+from ..sampling.encode_chunks import chunked_encode
 from ..sampling.img2vid import blend_init_latents, img2vid_weights
 from ..sampling.prompt_travel import is_travel_prompt, parse_travel_prompt
-from . import infotext
+from . import infotext, video_inputs
+from .controlnet_bridge import ControlBridge
 from .denoiser import PromptTravel
 from .errors import RequestError
 from .job import VideoJob
@@ -32,15 +34,32 @@ class AnimateDiffJob(VideoJob):
         self.init_latent = None
         self.last_latent = None
         self.last_frame_image = None
+        self.inputs: Optional[video_inputs.VideoInputs] = None
+        self.bridge: Optional[ControlBridge] = None
+        self.control_clips: List[Tuple[str, list]] = []  # control_maps: each per-frame unit's hints as a video
+
+    @property
+    def vid2vid(self) -> bool:
+        return self.inputs is not None and self.inputs.init_images is not None
 
     # --- preparation --------------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        """Per-frame inputs (control video, init video, ControlNet units) and the frame count."""
+        from modules import shared
+        from modules.api.api import decode_base64_to_image
+
+        self.inputs = video_inputs.prepare(
+            self.p, self.args, self.settings.max_pose_frames, server_paths=not getattr(shared.cmd_opts, "hide_ui_dir_config", False),
+            is_img2img=self.is_img2img, decode_base64=decode_base64_to_image,
+        )
 
     def _prepare(self) -> None:
         from modules import devices
 
         p, args = self.p, self.args
         self._check_model("AnimateDiff")
-        if self.is_img2img and len(getattr(p, "init_images", None) or []) != 1:
+        if self.is_img2img and not self.vid2vid and len(getattr(p, "init_images", None) or []) != 1:
             raise RequestError(f"img2vid needs exactly one init image (got {len(p.init_images or [])}); it becomes the first frame")
 
         library = self.environment.library(self.settings)
@@ -107,8 +126,35 @@ class AnimateDiffJob(VideoJob):
         self._compile_motion_modules(stack, self.motion_model)
         if self.loras:
             stack.enter_context(apply_motion_loras(self.motion_model, self.loras))
-        if self.is_img2img:
+        self._capture_controlnet(stack, unet)
+        if self.is_img2img and not self.vid2vid:
             self._blend_init_latent()
+
+    def _capture_controlnet(self, stack: ExitStack, unet) -> None:
+        """sd-webui-controlnet's process() has run: take over its per-frame hints for our UNet calls."""
+        from modules import shared
+
+        plan = self.inputs.plan if self.inputs is not None else None
+        if plan is None:
+            return
+        low_vram = bool(getattr(shared.cmd_opts, "lowvram", False) or getattr(shared.cmd_opts, "medvram", False))
+        self.bridge = ControlBridge.capture(plan.script, unet, self.frames, self.inputs.expected_units, keep_on_cpu=low_vram)
+        stack.callback(setattr, self, "bridge", None)
+        stack.callback(self.bridge.restore)
+        if self.args.control_maps and not self.control_clips:
+            numbers = {id(u.unit): u.number for u in plan.units}
+            self.control_clips = [(f"control{numbers.get(id(unit), '')}", list(frames)) for unit, frames in self.bridge.hint_frames()]
+
+    def _extra_clips(self) -> list:
+        return list(self.control_clips)
+
+    def _on_unet_call(self, frame_indices, chunks, kwargs, x) -> None:
+        if self.bridge is not None:
+            self.bridge.on_unet_call(frame_indices, chunks, x)
+
+    def _init_context(self):
+        # One VAE call over every init frame would need memory for all of them at full resolution.
+        return chunked_encode(self.p.sd_model) if self.vid2vid else super()._init_context()
 
     def on_cfg_denoiser(self, params) -> None:
         super().on_cfg_denoiser(params)
@@ -154,8 +200,22 @@ class AnimateDiffJob(VideoJob):
     # --- after the job ------------------------------------------------------------------------------
 
     def _release(self) -> None:
+        self.bridge = None
+        if self.inputs is not None:
+            self.inputs.cleanup()
         if self._offload_cached_weights_if_needed():
             self.environment.cache.offload()
+
+    def _info_extra(self) -> dict:
+        extra = super()._info_extra()
+        plan = self.inputs.plan if self.inputs is not None else None
+        if plan is not None:
+            extra["controlnet_units"] = [{"unit": u.number, "per_frame": u.per_frame is not None,
+                                          "source": u.per_frame.name.strip("'") if u.per_frame is not None else None}
+                                         for u in plan.units]
+        if self.vid2vid:
+            extra["init_video_frames"] = len(self.inputs.init_images)
+        return extra
 
     def _video_infotext(self, index: int, iteration: int) -> str:
         text = super()._video_infotext(index, iteration)

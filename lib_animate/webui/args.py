@@ -66,6 +66,16 @@ class AnimateArgs:
     draw_face: bool = True
     draw_hands: bool = True
     sampler: str = AA_DDIM
+    # ControlNet video bridge (AnimateDiff mode): per-frame inputs for sd-webui-controlnet's units
+    control_video: Any = None  # base64 string (API) or bytes (UI upload) of a video
+    control_video_path: str = ""  # a video file on the server (only where the webui allows server paths)
+    control_frames: Any = None  # list of base64 strings or PIL images, one per frame
+    control_frames_dir: str = ""  # a folder of frame images on the server
+    control_masks_dir: str = ""  # a folder of per-frame masks for inpaint units (server)
+    control_pose_json: Any = None  # OpenPose / ControlNet keypoints, rendered as skeleton frames
+    control_stride: int = 1  # keep every n-th frame of every per-frame source
+    control_maps: bool = False  # return ControlNet's detected maps (after the videos) and a video of them
+    init_video: Any = None  # img2img: base64 string or bytes of a video, one init image per frame
     # names of the fields the request set explicitly (not part of the infotext)
     given: frozenset = field(default_factory=frozenset, compare=False)
 
@@ -83,10 +93,13 @@ class AnimateArgs:
         return out
 
 
-_NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given")
+CONTROL_INPUTS = ("control_video", "control_video_path", "control_frames", "control_frames_dir", "control_pose_json")
+SERVER_PATH_FIELDS = ("control_video_path", "control_frames_dir", "control_masks_dir")
+_NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given",
+                    "control_masks_dir", "init_video") + CONTROL_INPUTS
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
 _ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "init_strength",
-                     "latent_power", "latent_scale")
+                     "latent_power", "latent_scale", "control_stride", "control_maps")
 _ANIMATE_ANYONE_ONLY = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler")
 
 
@@ -154,6 +167,13 @@ def _formats(name, value):
     return out
 
 
+def _data(name, value):
+    """A file's content: base64 text (API) or bytes (UI upload); decoded by the job."""
+    if value is None or isinstance(value, (str, bytes, bytearray)):
+        return value
+    raise InvalidInputError(f"'{name}' must be a base64 string, got {type(value).__name__}")
+
+
 def _optional_list(name, value):
     if value is None:
         return None
@@ -214,13 +234,60 @@ _VALIDATORS = {
     "draw_face": _bool,
     "draw_hands": _bool,
     "sampler": _string,  # a webui sampler name or animate_anyone_ddim, checked by the job
+    "control_video": lambda n, v: _data(n, v),
+    "control_video_path": _string,
+    "control_frames": _optional_list,
+    "control_frames_dir": _string,
+    "control_masks_dir": _string,
+    "control_pose_json": lambda n, v: v,  # parsed by lib_animate.pose
+    "control_stride": lambda n, v: _int(n, v, 1, 1000),
+    "control_maps": _bool,
+    "init_video": lambda n, v: _data(n, v),
 }
 assert set(_VALIDATORS) == set(field_names())
 
 
+def _given(args: "AnimateArgs", names) -> Tuple[str, ...]:
+    return tuple(name for name in names if getattr(args, name) not in (None, "", [], b""))
+
+
 def pose_inputs_given(args: "AnimateArgs") -> Tuple[str, ...]:
     """The pose fields that hold something (``None``, ``""`` and ``[]`` count as empty)."""
-    return tuple(name for name in POSE_INPUTS if getattr(args, name) not in (None, "", [], b""))
+    return _given(args, POSE_INPUTS)
+
+
+def control_inputs_given(args: "AnimateArgs") -> Tuple[str, ...]:
+    """The control-source fields that hold something."""
+    return _given(args, CONTROL_INPUTS)
+
+
+def has_init_video(args: "AnimateArgs") -> bool:
+    return bool(_given(args, ("init_video",)))
+
+
+_PINNING_DEFAULTS = {"init_strength": 1.0, "latent_power": 1.0, "latent_scale": 32.0}
+
+
+def _check_video_inputs(args: "AnimateArgs") -> None:
+    controls = control_inputs_given(args)
+    if len(controls) > 1:
+        raise InvalidInputError(f"several control sources at once ({', '.join(controls)}); give at most one of them")
+    if args.mode != "animatediff":
+        used = controls + _given(args, ("control_masks_dir", "init_video"))
+        if used:
+            raise InvalidInputError(
+                f"{', '.join(repr(u) for u in used)} belong to the AnimateDiff mode; the Animate Anyone mode takes its "
+                f"poses from 'pose_video', 'pose_frames' or 'pose_json'"
+            )
+    if has_init_video(args):
+        pinned = [name for name, default in _PINNING_DEFAULTS.items() if getattr(args, name) != default]
+        if _given(args, ("last_frame",)):
+            pinned.insert(0, "last_frame")
+        if pinned:
+            raise InvalidInputError(
+                f"'init_video' gives every frame its own init image, so it cannot be combined with the first/last-frame "
+                f"pinning ({', '.join(repr(p) for p in pinned)}); leave those at their defaults"
+            )
 
 
 def parse_args(values: Dict[str, Any]) -> AnimateArgs:
@@ -241,4 +308,5 @@ def parse_args(values: Dict[str, Any]) -> AnimateArgs:
         raise InvalidInputError(
             f"'context_overlap' ({args.context_overlap}) must be smaller than 'context_length' ({args.context_length})"
         )
+    _check_video_inputs(args)
     return args

@@ -5,7 +5,8 @@ Mapping (their field -> ours):
 =================  =====================================================================
 model              motion_module
 enable             enable
-video_length       frames (0 = their "context batch size", i.e. ``batch_size``)
+video_length       frames (0 = the frames of video_source / video_path when one is given, else
+                   their "context batch size", i.e. ``batch_size``)
 fps                fps
 loop_number        loop
 closed_loop        closed_loop: "N" -> false; "R-P", "R+P", "A" -> true (all wrap-around)
@@ -17,9 +18,12 @@ format             formats: GIF, MP4, WEBP, WEBM, PNG kept; "TXT" and "Frame" dr
 latent_power       latent_power
 latent_scale       latent_scale
 last_frame         last_frame
+video_source       control_video_path (a video file on the server)
+video_path         control_frames_dir (a folder of frames on the server)
+mask_path          control_masks_dir (per-frame masks for ControlNet inpaint units)
 =================  =====================================================================
 
-Fields without an equivalent (video_source, video_path, mask_path, interp, freeinit_*,
+Fields without an equivalent (interp, freeinit_*,
 latent_power_last, latent_scale_last, request_id, is_i2i_batch, video_default, prompt_scheduler)
 are accepted at their defaults and refused with a clear message when set to anything else.
 """
@@ -30,9 +34,6 @@ from ..errors import InvalidInputError
 
 # Their defaults for fields we cannot honour: a payload may carry them as long as they are unset.
 _UNSUPPORTED_DEFAULTS = {
-    "video_source": (None, ""),
-    "video_path": (None, ""),
-    "mask_path": (None, ""),
     "interp": ("Off", None),
     "interp_x": None,  # only meaningful with interp; any value accepted
     "freeinit_enable": (False, None),
@@ -48,13 +49,15 @@ _UNSUPPORTED_DEFAULTS = {
     "prompt_scheduler": None,
 }
 
+_PATHS = {"video_source": "control_video_path", "video_path": "control_frames_dir", "mask_path": "control_masks_dir"}
+
 _THEIR_FIELDS = {
     "model", "enable", "video_length", "fps", "loop_number", "closed_loop", "batch_size", "stride",
     "overlap", "format", "latent_power", "latent_scale", "last_frame",
-} | set(_UNSUPPORTED_DEFAULTS)
+} | set(_UNSUPPORTED_DEFAULTS) | set(_PATHS)
 
 # Fields that exist only in their payload: one of them marks a payload as theirs.
-_MARKERS = {"model", "video_length", "loop_number", "batch_size", "overlap", "stride", "format"} | set(_UNSUPPORTED_DEFAULTS)
+_MARKERS = {"model", "video_length", "loop_number", "batch_size", "overlap", "stride", "format"} | set(_UNSUPPORTED_DEFAULTS) | set(_PATHS)
 
 
 def looks_like_animatediff_payload(values: Dict[str, Any]) -> bool:
@@ -80,13 +83,20 @@ def translate(values: Dict[str, Any]) -> Dict[str, Any]:
     for theirs, ours in simple.items():
         if theirs in values and values[theirs] is not None:
             out[ours] = values[theirs]
+    for theirs, ours in _PATHS.items():
+        if values.get(theirs) not in (None, ""):
+            out[ours] = values[theirs]
 
     context = values.get("batch_size", 16)
     if "batch_size" in values:
         out["context_length"] = context
+    has_video = any(values.get(name) not in (None, "") for name in ("video_source", "video_path"))
     if "video_length" in values:
         length = values["video_length"]
-        out["frames"] = context if length == 0 else length
+        if length != 0:
+            out["frames"] = length
+        elif not has_video:  # with a video, 0 means all of its frames: ours when 'frames' is left out
+            out["frames"] = context
     if "overlap" in values:
         overlap = values["overlap"]
         out["context_overlap"] = context // 4 if overlap == -1 else overlap

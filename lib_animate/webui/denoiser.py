@@ -61,8 +61,9 @@ class WindowedInnerModel:
     def __init__(self, schedule: WindowSchedule, layout: FrameLayout, on_call: Optional[Callable] = None):
         self.schedule = schedule
         self.layout = layout
-        # on_call(frame_indices or None for all frames, chunks, kwargs of the call): per-call set-up
-        # of other hooks (Animate Anyone: pose frames of the window, cond/uncond roles).
+        # on_call(frame_indices or None for all frames, chunks, kwargs of the call, x of the call):
+        # per-call set-up of other hooks (Animate Anyone: pose frames of the window, cond/uncond
+        # roles; ControlNet: the window's hint rows on x's device).
         self.on_call = on_call
         self.step = 0
         self.wrapped: List[Any] = []
@@ -99,16 +100,17 @@ class WindowedInnerModel:
             if not self.schedule.active:
                 self.layout.set_frames(frames)
                 if self.on_call is not None:
-                    self.on_call(None, chunks, kwargs)
+                    self.on_call(None, chunks, kwargs, x)
                 return original(x, sigma, **kwargs)
 
             def run(window):
                 index = torch.tensor([c * frames + f for c in range(chunks) for f in window], device=x.device)
                 self.layout.set_frames(len(window))
                 window_kwargs = _slice_rows(kwargs, index, rows)
+                window_x = x[index]
                 if self.on_call is not None:
-                    self.on_call(list(window), chunks, window_kwargs)
-                out = original(x[index], sigma[index], **window_kwargs)
+                    self.on_call(list(window), chunks, window_kwargs, window_x)
+                out = original(window_x, sigma[index], **window_kwargs)
                 return out.reshape(chunks, len(window), *out.shape[1:])
 
             try:

@@ -20,13 +20,13 @@ The job object lives on ``p``; nothing about a job is global. The modes are subc
 """
 
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from typing import Any, Optional, Sequence
 
 from ..errors import AnimateError
 from ..sampling.context import validate_context
 from ..sampling.layout import FrameLayout
-from . import outputs
+from . import controlnet_units, outputs
 from .args import AnimateArgs, parse_args
 from .compat_animatediff import looks_like_animatediff_payload, translate
 from .denoiser import WindowedInnerModel, WindowSchedule
@@ -37,6 +37,7 @@ from .settings import Settings, read as read_settings
 
 JOB_ATTRIBUTE = "animate_anyone_job"
 WRAPPED_METHODS = ("init", "sample", "close")
+CONTROLNET_SAVED_SAMPLE = "sample_before_CN_hack"  # where sd-webui-controlnet keeps the p.sample it wraps
 
 
 class Environment:
@@ -142,6 +143,11 @@ class VideoJob:
     # --- wiring ---------------------------------------------------------------------------------
 
     def attach(self) -> None:
+        # A p that sd-webui-controlnet hooked before still has its wrapper as p.sample and the
+        # sample it wrapped saved aside; ControlNet would keep that saved one and bypass ours.
+        saved = vars(self.p).pop(CONTROLNET_SAVED_SAMPLE, None)
+        if saved is not None:
+            self.p.sample = saved
         setattr(self.p, JOB_ATTRIBUTE, self)
         for name in WRAPPED_METHODS:
             self.originals[name] = getattr(self.p, name)
@@ -153,11 +159,16 @@ class VideoJob:
         for name in WRAPPED_METHODS:
             if name in vars(self.p):
                 delattr(self.p, name)
+        # sd-webui-controlnet saves the p.sample it wraps once per p and reuses it when the same p
+        # is processed again: drop ours, or a later run would call this finished job.
+        if vars(self.p).get(CONTROLNET_SAVED_SAMPLE) == self._sample:
+            delattr(self.p, CONTROLNET_SAVED_SAMPLE)
         if vars(self.p).get(JOB_ATTRIBUTE) is self:
             delattr(self.p, JOB_ATTRIBUTE)
 
     def fail(self, error: BaseException) -> None:
         self.error = as_request_error(error)
+        controlnet_units.stand_down(self.p)
         self.restore()
 
     def restore(self) -> None:
@@ -218,8 +229,12 @@ class VideoJob:
     def _sampling(self, stack: ExitStack) -> None:
         """Enter everything p.sample runs under into ``stack`` (undone when sampling ends)."""
 
-    def _on_unet_call(self, frame_indices, chunks, kwargs) -> None:
-        """Before every UNet call of the denoiser: the call's frames (None = all) and chunks."""
+    def _on_unet_call(self, frame_indices, chunks, kwargs, x) -> None:
+        """Before every UNet call of the denoiser: the call's frames (None = all), chunks, kwargs and x."""
+
+    def _init_context(self):
+        """What the webui's p.init runs under (e.g. chunked VAE encoding of init frames)."""
+        return nullcontext()
 
     def _release(self) -> None:
         """After the job: give memory back (weights caches)."""
@@ -233,7 +248,8 @@ class VideoJob:
     def _init(self, *args, **kwargs):
         if self.error is not None:
             raise self.error
-        return self.originals["init"](*args, **kwargs)
+        with self._init_context():
+            return self.originals["init"](*args, **kwargs)
 
     def _sample(self, *args, **kwargs):
         if self.error is not None:
@@ -318,13 +334,22 @@ class VideoJob:
         return create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=index, iteration=iteration,
                                all_negative_prompts=p.all_negative_prompts)
 
+    def _extra_clips(self) -> list:
+        """Further videos of the job, after its own: ``[(name, frames)]`` (e.g. the control video)."""
+        return []
+
     def _write_outputs(self, processed) -> None:
+        """``processed.images`` becomes [frames][videos][anything else]: the generated frames are the
+        images that have an infotext; what other scripts appended (ControlNet's detected maps) has
+        none, is never counted as a frame and stays after our items, whichever postprocess ran first."""
         from modules import images, shared
 
         p, args = self.p, self.args
         frames = self.frames
         first = processed.index_of_first_image
-        all_frames = list(processed.images[first:])
+        generated = max(0, min(len(processed.images), len(processed.infotexts)) - first)
+        all_frames = list(processed.images[first:first + generated])
+        others = list(processed.images[first + generated:])
         result = outputs.VideoOutputs(videos=len(all_frames) // frames, extra=self._info_extra())
         result.interrupted = bool(shared.state.interrupted or shared.state.skipped)
         outputs.wrap_js(processed, lambda: result.api_entry(frames, self.fps))
@@ -337,6 +362,7 @@ class VideoJob:
             return
 
         video_infotexts = []
+        folder = basename = None
         for v in range(result.videos):
             clip = all_frames[v * frames:(v + 1) * frames]
             index = v * frames
@@ -354,16 +380,29 @@ class VideoJob:
             if not p.is_api:
                 result.previews.append(outputs.preview_file(clip, options, video_items))
 
+        for name, clip in self._extra_clips():  # saved beside the first video, once per job
+            options = outputs.encode_options(self.settings, self.fps, args.loop, None)
+            first_folder = self._video_folder(p.all_seeds[0], p.all_prompts[0], clip[0]) if self.save_requested else None
+            first_base = f"{images.get_next_sequence_number(first_folder, ''):05}-{p.all_seeds[0]}-{name}" if first_folder else None
+            extra_items = outputs.write_video(0, clip, [f for f in args.formats if f != "PNG"], options, first_folder, first_base,
+                                              want_bytes=p.is_api, write_txt=False)
+            for item in extra_items:
+                item.kind = name
+            result.items.extend(extra_items)
+            if not p.is_api:
+                result.previews.append(outputs.preview_file(clip, options, extra_items))
+
         count = result.videos * frames
         frame_infotexts = list(processed.infotexts[first:first + count])
         if p.is_api:
             trailing = [i for i in result.items if i.format != "PNG"]
-            processed.images = all_frames[:count] + [outputs.base64_item(i) for i in trailing]
+            processed.images = all_frames[:count] + [outputs.base64_item(i) for i in trailing] + others
             processed.infotexts = frame_infotexts + [video_infotexts[i.video] for i in trailing]
             result.first_item_index = count
         else:
-            processed.images = result.previews + all_frames[:count]
-            processed.infotexts = video_infotexts + frame_infotexts
+            processed.images = result.previews + all_frames[:count] + others
+            extra_previews = len(result.previews) - len(video_infotexts)
+            processed.infotexts = video_infotexts + [video_infotexts[0]] * extra_previews + frame_infotexts
         processed.index_of_first_image = 0
 
     def _video_folder(self, seed, prompt, image) -> str:

@@ -3,8 +3,9 @@
 Layout of ``processed.images`` afterwards:
 
 * API: every frame in order (PNG base64, as the webui returns images), then one base64 string
-  per video and requested format (GIF, MP4, WEBM, WEBP; PNG frames add no item). ``info`` gets an
-  ``animate_anyone`` entry listing the frame count, fps and every trailing item.
+  per video and requested format (GIF, MP4, WEBM, WEBP; PNG frames add no item), then extra clips
+  of the job (the control video), then whatever other scripts added (ControlNet's detected maps).
+  ``info`` gets an ``animate_anyone`` entry listing the frame count, fps and every trailing item.
 * UI: an animated GIF/WebP per video first (the gallery shows file paths byte for byte, so it
   animates), then the frames.
 """
@@ -26,6 +27,7 @@ class VideoItem:
     format: str
     path: Optional[str] = None  # saved file or folder, None when not saved
     data: Optional[bytes] = None  # encoded bytes (API answers)
+    kind: str = "video"  # "video": the generated frames; else an extra clip of the job (e.g. "control0")
 
 
 @dataclass
@@ -47,7 +49,7 @@ class VideoOutputs:
             "interrupted": self.interrupted,
             "message": self.message,
             "items": [
-                {"index": self.first_item_index + n, "video": i.video, "format": i.format, "path": i.path}
+                {"index": self.first_item_index + n, "video": i.video, "format": i.format, "path": i.path, "kind": i.kind}
                 for n, i in enumerate(trailing)
             ],
             "png_frames": [{"video": i.video, "path": i.path} for i in self.items if i.format == "PNG"],

@@ -5,6 +5,7 @@ enable checkbox (the accordion itself). The API puts one dict in that first slot
 the job recognises, so the UI and the API share one validator.
 """
 
+import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .args import AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs
@@ -16,9 +17,10 @@ NO_LORA = "None"
 _COMMON_FIELDS = (
     "enable", "mode", "motion_module", "frames", "fps", "loop", "formats",
     "context_length", "context_overlap", "closed_loop", "context_stride", "fusion",
-    "noise_schedule", "prompt_interpolation",
+    "noise_schedule", "prompt_interpolation", "control_upload", "control_stride", "control_maps",
 )
-_IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame")
+_IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "init_video")
+_UPLOADS = ("last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "control_upload", "init_video")
 _ANIMATE_ANYONE_FIELDS = (
     "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "pose_stride", "pose_fps",
     "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler",
@@ -39,9 +41,25 @@ def _read_upload(value, as_text=False):
         return f.read()
 
 
+def _control_upload(files) -> Dict[str, Any]:
+    """One file is a control video (or animation); several are control frames, in file-name order."""
+    files = [f for f in (files or []) if f is not None]
+    if not files:
+        return {}
+    if len(files) == 1:
+        return {"control_video": _read_upload(files[0])}
+    from ..video.frame_files import natural_key
+
+    paths = sorted((getattr(f, "name", f) for f in files), key=lambda path: natural_key(os.path.basename(path)))
+    return {"control_frames": [_read_upload(path) for path in paths]}
+
+
 def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
     """The UI components' values -> the API's field dict."""
     named = dict(zip(ui_fields(is_img2img), values))
+    named.update(_control_upload(named.pop("control_upload", None)))
+    if named.get("frames") in (0, 0.0):
+        named.pop("frames")  # 0: as many frames as the control / init video
     loras = []
     for i in range(MOTION_LORA_ROWS):
         name = named.pop(f"motion_lora_{i}_name", None)
@@ -49,11 +67,13 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
         if name and name != NO_LORA:
             loras.append({"name": name, "strength": float(strength)})
     named["motion_loras"] = loras
-    for key in ("frames", "loop", "context_length", "context_overlap", "context_stride"):
+    for key in ("frames", "loop", "context_length", "context_overlap", "context_stride", "control_stride"):
         if isinstance(named.get(key), float) and named[key].is_integer():
             named[key] = int(named[key])
     named["formats"] = list(named.get("formats") or [])
-    if not is_img2img:
+    if is_img2img:
+        named["init_video"] = _read_upload(named.get("init_video"))
+    else:
         named["pose_video"] = _read_upload(named.get("pose_video"))
         named["pose_json"] = _read_upload(named.get("pose_json"), as_text=True)
         frames = named.get("pose_frames") or []
@@ -86,9 +106,19 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
             motion_module = gr.Dropdown(label="Motion module", choices=modules, value=modules[0] if modules else None, elem_id=eid("motion_module"))
             refresh = ToolButton(value="\U0001f504", elem_id=eid("refresh"), tooltip="Rescan the motion module folders")
         with FormRow():
-            frames = gr.Slider(label="Frames", minimum=2, maximum=256, step=1, value=defaults.frames, elem_id=eid("frames"))
+            frames = gr.Slider(label="Frames (0 = as many as the control / init video)", minimum=0, maximum=256, step=1,
+                               value=defaults.frames, elem_id=eid("frames"))
             fps = gr.Number(label="FPS", value=defaults.fps, minimum=1, elem_id=eid("fps"))
             loop = gr.Number(label="Loop (0 = forever)", value=defaults.loop, precision=0, minimum=0, elem_id=eid("loop"))
+        with FormRow():
+            control_upload = gr.File(label="Control video / frames (one frame per video frame for every ControlNet unit without an image)",
+                                     file_count="multiple", file_types=["video", "image", ".gif", ".webp", ".mkv"],
+                                     elem_id=eid("control_upload"))
+            with gr.Column(scale=0, min_width=160):
+                control_stride = gr.Number(label="Control stride", value=defaults.control_stride, precision=0, minimum=1,
+                                           elem_id=eid("control_stride"), tooltip="Keep every n-th frame of every per-frame input")
+                control_maps = gr.Checkbox(label="Return ControlNet maps", value=defaults.control_maps, elem_id=eid("control_maps"),
+                                           tooltip="Also return the hints ControlNet saw, as images after the videos and as a 'control' video")
         formats = gr.CheckboxGroup(label="Save formats", choices=list(FORMATS), value=list(defaults.formats), elem_id=eid("formats"))
         with gr.Accordion("Context windows (videos longer than the motion module's window)", open=False):
             with FormRow():
@@ -118,7 +148,11 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
                     latent_power = gr.Number(label="Fade power", value=defaults.latent_power, minimum=0.01, elem_id=eid("latent_power"))
                     latent_scale = gr.Number(label="Fade scale", value=defaults.latent_scale, minimum=0.01, elem_id=eid("latent_scale"))
                 last_frame = gr.Image(label="Last frame (optional)", type="pil", source="upload", elem_id=eid("last_frame"))
-            img2img_components = [init_strength, latent_power, latent_scale, last_frame]
+            with gr.Accordion("Video to video", open=False):
+                init_video = gr.Video(label="Init video: each frame gets its own init image, at the denoising strength "
+                                            "(replaces the image above; the first/last-frame pinning is not used)",
+                                      source="upload", elem_id=eid("init_video"))
+            img2img_components = [init_strength, latent_power, latent_scale, last_frame, init_video]
         animate_anyone_components = [] if is_img2img else _animate_anyone_section(eid, defaults)
 
     def rescan():
@@ -129,8 +163,8 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
     refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
 
     components = [enable, mode, motion_module, frames, fps, loop, formats, context_length, context_overlap,
-                  closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation] + lora_components + img2img_components \
-        + animate_anyone_components
+                  closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation, control_upload, control_stride,
+                  control_maps] + lora_components + img2img_components + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)
     script.paste_field_names = []
     return components
@@ -169,7 +203,7 @@ def _animate_anyone_section(eid, defaults) -> List[Any]:
 def _infotext_fields(components, is_img2img: bool):
     fields = []
     for name, component in zip(ui_fields(is_img2img), components):
-        if name in ("last_frame", "reference_image", "pose_video", "pose_frames", "pose_json"):
+        if name in _UPLOADS:
             continue
         if name.startswith("motion_lora_"):
             _, _, index, part = name.split("_", 3)

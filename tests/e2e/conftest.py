@@ -54,3 +54,27 @@ def webui(webui_checkout, tmp_path_factory):
         # pytest soon deletes old temporary folders; keep the server log where a person can find it.
         if server.log_path.is_file():
             shutil.copyfile(server.log_path, artifact_path("webui-server.log"))
+
+
+@pytest.fixture(scope="session")
+def controlnet_checkout():
+    try:
+        return webui_env.find_controlnet()
+    except webui_env.WebuiUnavailable as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def webui_cn(webui_checkout, controlnet_checkout, tmp_path_factory):
+    """A second webui with sd-webui-controlnet (CONTROLNET_DIR) and tiny ControlNet models beside our
+    extension; the default ``webui`` has no ControlNet (what users without it see)."""
+    data_dir = tmp_path_factory.mktemp("webui-cn-data")
+    prepared = webui_env.prepare_data_dir(webui_checkout, data_dir, controlnet=controlnet_checkout)
+    server = WebuiServer(prepared)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        if server.log_path.is_file():
+            shutil.copyfile(server.log_path, artifact_path("webui-cn-server.log"))

@@ -164,11 +164,28 @@ def _link(target, link):
         shutil.copy2(target, link)
 
 
-def prepare_data_dir(checkout, data_dir, cache_dir=None):
+def find_controlnet(environ=None):
+    """The sd-webui-controlnet checkout named by ``CONTROLNET_DIR``, or WebuiUnavailable."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("CONTROLNET_DIR", "").strip()
+    if not raw:
+        raise WebuiUnavailable(f"CONTROLNET_DIR is not set; the ControlNet end-to-end tests need an sd-webui-controlnet "
+                               f"1.1.455 checkout ({SETUP_HINT})")
+    root = Path(raw).expanduser().resolve()
+    if not (root / "scripts" / "controlnet.py").is_file() or not (root / "internal_controlnet").is_dir():
+        raise WebuiUnavailable(f"CONTROLNET_DIR={raw} is not an sd-webui-controlnet checkout (scripts/controlnet.py or "
+                               f"internal_controlnet/ is missing; {SETUP_HINT})")
+    return root
+
+
+def prepare_data_dir(checkout, data_dir, cache_dir=None, controlnet=None):
     """Lay out a webui ``--data-dir``: the tiny checkpoint in models/, our extension in extensions/.
 
     v1.10.1 derives every user path from --data-dir (modules/paths_internal.py): models/ and
     extensions/ sit directly under it, and config.json, outputs/ and cache.json are written there.
+    With ``controlnet`` (a checkout of sd-webui-controlnet), that extension is linked too, with
+    tiny ControlNet / T2I-Adapter / IP-Adapter models in models/ControlNet and the test-only
+    extension that sizes ControlNet's SD1 config for the tiny checkpoint.
     """
     assets = ensure_assets(checkout, cache_dir)
     data_dir = Path(data_dir).resolve()
@@ -177,6 +194,13 @@ def prepare_data_dir(checkout, data_dir, cache_dir=None):
         _link(assets / (CHECKPOINT_NAME + suffix), models / (CHECKPOINT_NAME + suffix))
     extension_link = data_dir / "extensions" / EXTENSION_NAME
     _link(REPO_ROOT, extension_link)
+    if controlnet is not None:
+        from tests.support import controlnet_files  # test venv only (torch)
+
+        _link(Path(controlnet), data_dir / "extensions" / "sd-webui-controlnet")
+        # "zz": loads after ControlNet's scripts
+        _link(controlnet_files.TINY_CONFIG_EXTENSION, data_dir / "extensions" / "zz-test-tiny-controlnet-config")
+        controlnet_files.write_models(data_dir / "models" / "ControlNet")
     (data_dir / "logs").mkdir(exist_ok=True)
     return PreparedWebui(checkout=checkout, data_dir=data_dir, hf_home=assets / "hf",
                          checkpoint=models / (CHECKPOINT_NAME + ".safetensors"), extension_link=extension_link)

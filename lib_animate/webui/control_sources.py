@@ -1,0 +1,182 @@
+"""Per-frame inputs of a video job, as frame files on disk: control video/frames/folder/pose JSON,
+init video, and ControlNet units' own frame folders or image lists.
+
+Every source becomes a :class:`FrameSource` -- its frame files in order, after ``control_stride``
+-- checked at the edge with a message naming the field. Frames that arrive as data (a video, a
+list of base64 images, keypoints) are written as PNGs into the job's scratch folder, so that
+sd-webui-controlnet's batch loader can read them; a server folder is listed in the webui's frame
+order and used where it is.
+
+Limits: a source may not yield more frames than the configured maximum (Settings, the same cap as
+pose sequences) unless the request asks for fewer frames, and decoded videos obey the decoder's
+pixel cap.
+"""
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence
+
+from ..errors import InvalidInputError
+from ..video.frame_files import check_images, list_frame_files, write_frames
+from .aa_inputs import decode_image
+from .args import AnimateArgs, control_inputs_given
+
+
+@dataclass
+class SourceLimits:
+    max_frames: int  # the configured maximum (Settings)
+    server_paths: bool  # False when the webui runs with --hide-ui-dir-config
+    needed: Optional[int] = None  # the request's explicit frame count: only that many are read
+
+
+@dataclass
+class FrameSource:
+    name: str  # for messages: "'control_video'", "ControlNet unit 1's batch folder", ...
+    paths: List[str]  # frame files in frame order
+    mask_paths: List[str] = field(default_factory=list)  # per-frame masks (inpaint units), or one for all
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def check_server_path(name: str, limits: SourceLimits) -> None:
+    if not limits.server_paths:
+        raise InvalidInputError(
+            f"{name} is a folder or file on the server, and this webui runs with --hide-ui-dir-config, which forbids "
+            f"server paths; send the frames in the request instead ('control_video' or 'control_frames')"
+        )
+
+
+def _budget(limits: SourceLimits) -> int:
+    # One more than allowed tells "too long" apart from "exactly the maximum".
+    return limits.needed if limits.needed else limits.max_frames + 1
+
+
+def _check_count(name: str, count: int, limits: SourceLimits) -> None:
+    if not count:
+        raise InvalidInputError(f"{name} gives no frames")
+    if limits.needed is None and count > limits.max_frames:
+        raise InvalidInputError(
+            f"{name} has more than {limits.max_frames} frames (the maximum in Settings); use 'control_stride', "
+            f"or set 'frames' to use its first frames"
+        )
+
+
+def _video_bytes(value: Any, name: str) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidInputError(f"'{name}' is not valid base64: {e}") from e
+
+
+def read_video_frames(value: Any, name: str, stride: int, limits: SourceLimits, is_path: bool = False):
+    """Decoded frames (N x H x W x 3 uint8) of a video given as base64, bytes or a server path."""
+    from ..video import read_video
+
+    source = value if is_path else _video_bytes(value, name)
+    try:
+        video = read_video(source, stride=stride, max_frames=_budget(limits))
+    except InvalidInputError as e:
+        raise InvalidInputError(f"'{name}': {e}") from e
+    _check_count(f"'{name}'", len(video.frames), limits)
+    return video
+
+
+def control_source(args: AnimateArgs, folder_for: Callable[[str], str], width: int, height: int, limits: SourceLimits,
+                   decode_base64: Optional[Callable] = None) -> Optional[FrameSource]:
+    """The request's control source (at most one is given; ``parse_args`` checked that), or None.
+    Decoded frames are written into ``folder_for("control")``."""
+    given = control_inputs_given(args)
+    if not given:
+        return None
+    name, stride = given[0], args.control_stride
+    folder = folder_for("control")
+    label = f"'{name}'"
+    if name in ("control_video", "control_video_path"):
+        if name == "control_video_path":
+            check_server_path(label, limits)
+        video = read_video_frames(getattr(args, name), name, stride, limits, is_path=name == "control_video_path")
+        return FrameSource(label, write_frames(list(video.frames), folder))
+    if name == "control_frames_dir":
+        check_server_path(label, limits)
+        return folder_source(args.control_frames_dir, label, stride, limits)
+    if name == "control_frames":
+        return image_list_source(args.control_frames, label, stride, limits, folder, decode_base64)
+    return pose_json_source(args.control_pose_json, label, stride, limits, folder, width, height)
+
+
+def folder_source(path: str, name: str, stride: int, limits: SourceLimits, masks: str = "") -> FrameSource:
+    """A server folder of frame images in the webui's frame order (and optionally one of masks)."""
+    files = list_frame_files(path, name)[::stride][: _budget(limits)]
+    _check_count(name, len(files), limits)
+    check_images(files, name)
+    source = FrameSource(name, files)
+    if masks:
+        source.mask_paths = mask_files(masks, f"{name}'s masks", stride, len(files))
+    return source
+
+
+def mask_files(path: str, name: str, stride: int, count: int) -> List[str]:
+    """Per-frame masks from a folder: one mask for every frame, or at least one per frame."""
+    files = list_frame_files(path, name)
+    if len(files) > 1:
+        files = files[::stride]
+        if len(files) < count:
+            raise InvalidInputError(f"{name}: the folder {path!r} holds {len(files)} masks (after stride) for {count} frames; "
+                                    f"give one mask per frame, or a single mask for all of them")
+    files = files[:count]
+    check_images(files, name)
+    return files
+
+
+def image_list_source(items: Sequence[Any], name: str, stride: int, limits: SourceLimits, folder: str,
+                      decode_base64: Optional[Callable] = None) -> FrameSource:
+    """A list of images (base64 strings, PIL images, bytes, or ControlNet's ``{"image", "mask"}``
+    dicts) written as frame files; masks of dict items go to a ``masks`` subfolder."""
+    selected = list(items)[::stride][: _budget(limits)]
+    _check_count(name, len(selected), limits)
+    images, masks = [], []
+    for i, item in enumerate(selected):
+        where = f"{name}[{i * stride}]"
+        if isinstance(item, dict):
+            masks.append(item.get("mask"))
+            item = item.get("image")
+        images.append(_as_image(item, where, decode_base64))
+    source = FrameSource(name, write_frames(images, folder))
+    if any(m is not None for m in masks):
+        if not all(m is not None for m in masks):
+            raise InvalidInputError(f"{name}: some items have a mask and some do not; give a mask with every frame or with none")
+        source.mask_paths = write_frames([_as_image(m, f"{name} mask {i}", decode_base64) for i, m in enumerate(masks)],
+                                         os.path.join(folder, "masks"))
+    return source
+
+
+def _as_image(value: Any, where: str, decode_base64: Optional[Callable]):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        from PIL import Image
+
+        if value.dtype != np.uint8 or value.ndim not in (2, 3):
+            raise InvalidInputError(f"{where}: expected an H x W (x C) uint8 image array, got {value.shape} {value.dtype}")
+        return Image.fromarray(value).convert("RGB")
+    return decode_image(value, where, decode_base64)
+
+
+def pose_json_source(data: Any, name: str, stride: int, limits: SourceLimits, folder: str, width: int, height: int) -> FrameSource:
+    """OpenPose / ControlNet keypoints drawn as skeleton frames at the generation size (the
+    renderer of the Animate Anyone mode: what an OpenPose ControlNet expects with module 'none')."""
+    from ..pose import parse_pose_json, render_pose_sequence
+
+    try:
+        poses = parse_pose_json(data, canvas_size=(width, height))
+        clip = render_pose_sequence(poses, 8.0, width, height, stride=stride, max_frames=_budget(limits))
+    except InvalidInputError as e:
+        raise InvalidInputError(f"{name}: {e}") from e
+    _check_count(name, len(clip.frames), limits)
+    return FrameSource(name, write_frames(clip.frames, folder))
