@@ -46,15 +46,24 @@ class _PerFrame:
     hint: torch.Tensor  # [F, ...] on the CPU (or wherever ControlNet left it)
     hr_hint: Optional[torch.Tensor]
     saved: Tuple[Any, Any]  # what hint_cond / hr_hint_cond held before the job
-    on_device: Dict[Tuple[Any, Any], Tuple[torch.Tensor, Optional[torch.Tensor]]] = field(default_factory=dict)
+    on_device: Dict[Tuple[Any, ...], torch.Tensor] = field(default_factory=dict)
 
-    def full(self, device, dtype, keep_on_cpu: bool):
-        """The full per-frame hints on the call's device and dtype (moved once, unless low VRAM)."""
-        key = (device, dtype)
+    def is_hires_call(self, x: torch.Tensor) -> bool:
+        """ControlNet's own rule: the hires hints when x (in pixels) is closer to their height."""
+        if self.hr_hint is None:
+            return False
+        height = x.shape[-2] * 8
+        return abs(height - self.hr_hint.shape[-2]) <= abs(height - self.hint.shape[-2])
+
+    def full(self, hires: bool, device, dtype, keep_on_cpu: bool) -> torch.Tensor:
+        """All frames' hints of one size on the call's device and dtype: moved once and kept (one size
+        at a time, so the hires pass does not hold both), or moved per call in low-VRAM mode."""
+        key = (hires, device, dtype)
         if key not in self.on_device:
-            moved = (self.hint.to(device, dtype), self.hr_hint.to(device, dtype) if self.hr_hint is not None else None)
+            moved = (self.hr_hint if hires else self.hint).to(device, dtype)
             if keep_on_cpu:
                 return moved
+            self.on_device.clear()
             self.on_device[key] = moved
         return self.on_device[key]
 
@@ -134,9 +143,12 @@ class ControlBridge:
         key = (None if window is None else tuple(window), chunks, tuple(x.shape[-2:]))
         if key != self._last_key:
             for item in self.per_frame:
-                hint, hr = item.full(x.device, x.dtype, self.keep_on_cpu)
-                item.param.hint_cond = select_rows(hint, window, chunks)  # the setter drops ControlNet's cached hint
-                item.param.hr_hint_cond = select_rows(hr, window, chunks) if hr is not None else item.saved[1]
+                # The call's rows of the size this call uses; the other size keeps ControlNet's full CPU
+                # tensor, which it only compares shapes with (to tell the hires pass apart).
+                hires = item.is_hires_call(x)
+                hint = select_rows(item.full(hires, x.device, x.dtype, self.keep_on_cpu), window, chunks)
+                item.param.hint_cond = item.saved[0] if hires else hint  # the setter drops ControlNet's cached hint
+                item.param.hr_hint_cond = hint if hires else item.saved[1]
             for param in self.t2i_adapters:
                 _clear_adapter_features(param)
             self._last_key = key
