@@ -155,6 +155,24 @@ def test_units_with_their_own_frames_folders_and_lists(tmp_path):
         inputs.cleanup()
 
 
+def test_masks_dir_goes_to_the_per_frame_inpaint_units(tmp_path):
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 50 + i, np.uint8)).save(tmp_path / f"m{i}.png")
+    p = make_p(Unit(enabled=True, module="inpaint_only", model="inpaint"), Unit(enabled=True, module="none", model="depth"))
+    _, inputs = prepare(p, control_frames=[png(i) for i in range(3)], control_masks_dir=str(tmp_path))
+    try:
+        inpaint, depth = cn_units(p)
+        folder, mask_line = inpaint.batch_images.split("\n")
+        assert folder_values(mask_line[len("mask:"):]) == [50, 51, 52] and "\n" not in depth.batch_images
+    finally:
+        inputs.cleanup()
+    with pytest.raises(AnimateError, match="no per-frame ControlNet inpaint unit would use it"):
+        prepare(make_p(Unit(enabled=True)), control_frames=[png(1), png(2)], control_masks_dir=str(tmp_path))
+    with pytest.raises(AnimateError, match="--hide-ui-dir-config"):
+        prepare(make_p(Unit(enabled=True, module="inpaint")), server_paths=False, control_frames=[png(1), png(2)],
+                control_masks_dir=str(tmp_path))
+
+
 def test_dicts_from_the_api_become_unit_objects_and_invalid_ones_are_named():
     p = make_p({"enabled": True, "model": "m", "module": "none"}, {"enabled": False, "module": "none"})
     cls_module = SimpleNamespace(ControlNetUnit=Unit)
@@ -205,6 +223,7 @@ def test_init_video_sets_the_init_images_and_feeds_units_without_image():
     ((Unit(enabled=True),), {"control_frames": [png(1), "bm90IGFuIGltYWdl"]}, "'control_frames'\\[1\\]"),
     ((Unit(enabled=True),), {"control_pose_json": {"people": "nobody"}}, "'control_pose_json'"),
     ((Unit(enabled=True),), {"init_video": gif(3)}, "is img2img"),
+    ((Unit(enabled=True),), {"control_frames": [png(1)]}, "'control_frames' gives 1 frame; a video needs at least 2"),
 ])
 def test_refusals_name_the_unit_or_field(units, fields, words):
     with pytest.raises(AnimateError, match=words):

@@ -19,7 +19,7 @@ here, before anything runs, with the reason.
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import InvalidInputError
 from ..video.frame_files import link_frames
@@ -258,13 +258,20 @@ def _check_batch_options(script) -> None:
                            "frames of a video; set them back to the default in ControlNet's accordion")
 
 
-def configure_per_frame(plan: ControlPlan, frames: int, folder_for: Callable[[str], str]) -> None:
-    """Point every per-frame unit at a folder holding exactly its first ``frames`` frames."""
+def is_inpaint(unit) -> bool:
+    return "inpaint" in str(unit.module).lower()
+
+
+def configure_per_frame(plan: ControlPlan, frames: int, folder_for: Callable[[str], str],
+                        inpaint_masks: Sequence[str] = ()) -> None:
+    """Point every per-frame unit at a folder holding exactly its first ``frames`` frames; inpaint
+    units without masks of their own get ``inpaint_masks`` (the request's ``control_masks_dir``)."""
     for unit_plan in plan.per_frame_units:
         source, unit = unit_plan.per_frame, unit_plan.unit
         batch = link_frames(source.paths[:frames], folder_for(f"unit{unit_plan.number}"))
-        if source.mask_paths:
-            masks = source.mask_paths[:frames] if len(source.mask_paths) > 1 else source.mask_paths
+        masks = source.mask_paths or (list(inpaint_masks) if is_inpaint(unit) else [])
+        if masks:
+            masks = masks[:frames] if len(masks) > 1 else masks
             batch += "\nmask:" + link_frames(masks, folder_for(f"unit{unit_plan.number}-masks"))
         unit.input_mode = type(unit.input_mode)("simple") if not isinstance(unit.input_mode, str) else "simple"
         unit.batch_images = batch

@@ -362,7 +362,7 @@ class VideoJob:
             return
 
         video_infotexts = []
-        folder = basename = None
+        first_video = (None, None)  # (folder, basename) of the first video, where extra clips are saved beside it
         for v in range(result.videos):
             clip = all_frames[v * frames:(v + 1) * frames]
             index = v * frames
@@ -374,18 +374,19 @@ class VideoJob:
             if folder is not None:
                 os.makedirs(folder, exist_ok=True)
                 basename = f"{images.get_next_sequence_number(folder, ''):05}-{p.all_seeds[index]}"
+            if v == 0:
+                first_video = (folder, basename)
             video_items = outputs.write_video(v, clip, args.formats, options, folder, basename, want_bytes=p.is_api,
                                               write_txt=bool(getattr(shared.opts, "save_txt", False)))
             result.items.extend(video_items)
             if not p.is_api:
                 result.previews.append(outputs.preview_file(clip, options, video_items))
 
-        for name, clip in self._extra_clips():  # saved beside the first video, once per job
+        for name, clip in self._extra_clips():  # once per job, saved beside the first video as <its name>-<name>
             options = outputs.encode_options(self.settings, self.fps, args.loop, None)
-            first_folder = self._video_folder(p.all_seeds[0], p.all_prompts[0], clip[0]) if self.save_requested else None
-            first_base = f"{images.get_next_sequence_number(first_folder, ''):05}-{p.all_seeds[0]}-{name}" if first_folder else None
-            extra_items = outputs.write_video(0, clip, [f for f in args.formats if f != "PNG"], options, first_folder, first_base,
-                                              want_bytes=p.is_api, write_txt=False)
+            folder, basename = first_video
+            extra_items = outputs.write_video(0, clip, [f for f in args.formats if f != "PNG"], options, folder,
+                                              f"{basename}-{name}" if basename else None, want_bytes=p.is_api, write_txt=False)
             for item in extra_items:
                 item.kind = name
             result.items.extend(extra_items)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..errors import AnimateError
-from .args import AnimateArgs, control_inputs_given, has_init_video
-from .control_sources import FrameSource, SourceLimits, control_source, read_video_frames
-from .controlnet_units import ControlPlan, VideoRequest, check_lengths, configure_per_frame, find_script, plan_units
+from .args import MAX_FRAMES, AnimateArgs, control_inputs_given, has_init_video
+from .control_sources import FrameSource, SourceLimits, check_server_path, control_source, mask_files, read_video_frames
+from .controlnet_units import (ControlPlan, VideoRequest, check_lengths, configure_per_frame, find_script, is_inpaint,
+                               plan_units)
 from .errors import RequestError
 from .scratch import scratch_folder
 
@@ -75,7 +76,8 @@ def prepare(p, args: AnimateArgs, max_frames: int, server_paths: bool, is_img2im
 
 def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img, decode_base64) -> None:
     frames_given = "frames" in args.given
-    limits = SourceLimits(max_frames=max_frames, server_paths=server_paths, needed=args.frames if frames_given else None)
+    limits = SourceLimits(max_frames=min(max_frames, MAX_FRAMES), server_paths=server_paths,
+                          needed=args.frames if frames_given else None)
     if has_init_video(args) and not is_img2img:
         raise RequestError("'init_video' gives the frames' init images, which is img2img: use /sdapi/v1/img2img or the img2img tab")
     if control_inputs_given(args) and find_script(p) is None:
@@ -100,17 +102,35 @@ def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img,
         inputs.sources.setdefault(unit.per_frame.name, unit.per_frame)
 
     if not frames_given and inputs.sources:
-        args.frames = min(len(s) for s in inputs.sources.values())
+        shortest = min(inputs.sources.values(), key=len)
+        if len(shortest) < 2:
+            raise RequestError(f"{shortest.name} gives {len(shortest)} frame; a video needs at least 2 (for one image for "
+                               f"every frame, give the ControlNet unit that image and set 'frames')")
+        args.frames = len(shortest)
     inputs.frames = args.frames
     try:
         check_lengths(inputs.sources, inputs.frames)
     except AnimateError as e:
         raise RequestError(str(e)) from e
+    masks = _inpaint_masks(args, inputs, limits)
     if inputs.plan is not None:
-        configure_per_frame(inputs.plan, inputs.frames, inputs.scratch.sub)
+        configure_per_frame(inputs.plan, inputs.frames, inputs.scratch.sub, masks)
     if inputs.init_images is not None:
         inputs.init_images = inputs.init_images[: inputs.frames]
         p.init_images = list(inputs.init_images)
+
+
+def _inpaint_masks(args: AnimateArgs, inputs: VideoInputs, limits: SourceLimits) -> List[str]:
+    """``control_masks_dir``: per-frame masks (or one for all) for the per-frame inpaint units."""
+    if not args.control_masks_dir:
+        return []
+    name = "'control_masks_dir'"
+    check_server_path(name, limits)
+    users = [u for u in (inputs.plan.per_frame_units if inputs.plan else []) if is_inpaint(u.unit) and not u.per_frame.mask_paths]
+    if not users:
+        raise RequestError(f"{name} is given but no per-frame ControlNet inpaint unit would use it (an enabled unit with an "
+                           f"'inpaint' preprocessor and no masks of its own)")
+    return mask_files(args.control_masks_dir, name, args.control_stride, inputs.frames)
 
 
 def _lazy_frame_files(frames, inputs: VideoInputs):

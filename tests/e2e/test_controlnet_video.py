@@ -10,11 +10,13 @@ stale keys/values, the outputs are [frames][videos][maps], vid2vid init frames, 
 
 import base64
 import io
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from lib_animate.video import read_video
 from tests.e2e import animate_client as ac
 from tests.support import controlnet_files as cf
 
@@ -189,6 +191,40 @@ def test_hires_fix_uses_the_hints_at_both_sizes(cn):
     assert not all(np.array_equal(x, y) for x, y in zip(both, low_only))
 
 
+def test_a_preprocessor_runs_on_every_frame(cn):
+    """With a preprocessor ControlNet processes each frame (here 'invert', which needs no model): the
+    returned maps are the inverted frames, and the video differs from the one with the raw frames."""
+    frames = bar_frames()
+    args = video_args(control_frames=[png_b64(f) for f in frames], control_maps=True, formats=["GIF"])
+    inverted = ac.ok(cn, request(args, [unit(cf.T2I_ADAPTER, module="invert")]))
+    maps = [ac.image(b) for b in inverted["images"][FRAMES + 2:]]
+    assert len(maps) == FRAMES and mean_abs(maps, [255 - f for f in frames]) < 1.0
+    raw = ac.ok(cn, request(args, [unit(cf.T2I_ADAPTER)]))
+    assert mean_abs(frames_of(inverted), frames_of(raw)) > 0.5
+
+
+def test_pose_json_is_drawn_for_an_openpose_unit(cn):
+    data = ac.ok(cn, request(video_args(control_pose_json=ac.pose_frames_json(FRAMES), control_maps=True, formats=["GIF"]),
+                             [unit(cf.CONTROLNET)]))
+    entry = data["info"]["animate_anyone"]
+    assert entry["frames"] == FRAMES and entry["controlnet_units"][0]["source"] == "control_pose_json"
+    skeletons = [ac.image(b) for b in data["images"][FRAMES + 2:]]
+    assert len(skeletons) == FRAMES and all((s.max(axis=2) == 0).mean() > 0.6 and s.max() > 150 for s in skeletons)
+    assert not np.array_equal(skeletons[0], skeletons[-1])  # the arm moves
+
+
+def test_low_vram_modes_give_the_same_video(cn):
+    """ControlNet's per-unit 'Low VRAM' and the webui's --lowvram: hints stay on the CPU and move per call,
+    ControlNet moves its model after every call; the video is the same."""
+    args = video_args(control_frames=[png_b64(f) for f in bar_frames()])
+    normal = frames_of(ac.ok(cn, request(args, [unit(cf.CONTROLNET)])))
+    unit_low = frames_of(ac.ok(cn, request(args, [unit(cf.CONTROLNET, low_vram=True)])))
+    assert mean_abs(normal, unit_low) < 0.05
+    with cn.temporarily(extra_args=["--lowvram"]):
+        webui_low = frames_of(ac.ok(cn, request(args, [unit(cf.CONTROLNET)])))
+    assert mean_abs(normal, webui_low) < 0.05
+
+
 # --- IP-Adapter -----------------------------------------------------------------------------------------
 
 def test_ip_adapter_with_windows_keeps_no_stale_keys_and_values(cn):
@@ -230,12 +266,14 @@ def test_maps_are_off_by_default_and_come_last_when_asked(cn):
     assert [i["index"] for i in entry["items"]] == [FRAMES, FRAMES + 1]
     assert len(data["images"]) == FRAMES + 2 + FRAMES  # frames, video, control video, one map per frame
     maps = [ac.image(b) for b in data["images"][FRAMES + 2:]]
-    from lib_animate.video import read_video
-
     control = read_video(base64.b64decode(data["images"][FRAMES + 1])).frames
     assert len(control) == FRAMES
     assert mean_abs(maps, list(bar_frames())) < 1.0  # module "none": the maps are the frames
     assert all(np.array_equal(x, y) for x, y in zip(frames_of(data), frames_of(plain)))  # maps change no frame
+    saved = ac.ok(cn, request(dict(args, control_maps=True), [unit(cf.T2I_ADAPTER)], save_images=True))
+    video, control_video = saved["info"]["animate_anyone"]["items"]
+    assert control_video["path"] == video["path"][:-len(".gif")] + "-control0.gif", (video, control_video)
+    assert os.path.isfile(control_video["path"]) and len(read_video(control_video["path"]).frames) == FRAMES
 
 
 # --- vid2vid ------------------------------------------------------------------------------------------------
@@ -254,11 +292,15 @@ def test_init_video_gives_each_frame_its_init_image_and_feeds_empty_units(cn):
     # Each frame starts from its own init image at the job's strength: with the identity (zero) motion
     # module and the checkpoint's schedule that is the webui's own img2img of a batch with one init
     # image per row (up to the VAE posterior's float noise).
-    zero = dict(video_args(init_video=init), motion_module=ac.ZERO_MODULE, noise_schedule="checkpoint")
+    # 12 frames: the extension encodes them 8 at a time, the webui all at once; a 48 x 80 video follows the
+    # webui's resize mode to 64 x 64 like the webui's own init images.
+    twelve = [np.ascontiguousarray(np.resize(f, (48, 80, 3))) for f in bar_frames(12)]
+    zero = dict(video_args(init_video=lossless_mp4(twelve)), motion_module=ac.ZERO_MODULE, noise_schedule="checkpoint")
     ours = frames_of(ac.ok(cn, request(zero, [], **common), path="/sdapi/v1/img2img"))
-    plain = [ac.image(b) for b in ac.ok(cn, ac.payload(batch_size=FRAMES, steps=2, init_images=[png_b64(f) for f in frames],
+    assert len(ours) == 12 and ours[0].shape == (64, 64, 3)
+    plain = [ac.image(b) for b in ac.ok(cn, ac.payload(batch_size=12, steps=2, init_images=[png_b64(f) for f in twelve],
                                                         denoising_strength=0.6), path="/sdapi/v1/img2img")["images"]]
-    first_only = [ac.image(b) for b in ac.ok(cn, ac.payload(batch_size=FRAMES, steps=2, init_images=[png_b64(frames[0])],
+    first_only = [ac.image(b) for b in ac.ok(cn, ac.payload(batch_size=12, steps=2, init_images=[png_b64(twelve[0])],
                                                              denoising_strength=0.6), path="/sdapi/v1/img2img")["images"]]
     same, other = mean_abs(ours, plain), mean_abs(ours, first_only)
     assert same < 0.05 and other > 0.05 and other > 20 * same, (same, other)
