@@ -39,21 +39,25 @@ def webui_checkout():
         pytest.skip(str(err))
 
 
-@pytest.fixture(scope="session")
-def webui(webui_checkout, tmp_path_factory):
-    """A started webui with our extension linked, shared by the session. Tests that need other
-    flags or env vars use ``webui.temporarily(extra_args=..., extra_env=...)``, which restores it."""
-    data_dir = os.environ.get("WEBUI_DATA_DIR") or tmp_path_factory.mktemp("webui-data")
-    prepared = webui_env.prepare_data_dir(webui_checkout, data_dir)
+def serve(prepared, log_name):
+    """Start a webui for the session; stop it at the end and keep its log in test-artifacts/ (pytest
+    soon deletes old temporary folders)."""
     server = WebuiServer(prepared)
     try:
         server.start()
         yield server
     finally:
         server.stop()
-        # pytest soon deletes old temporary folders; keep the server log where a person can find it.
         if server.log_path.is_file():
-            shutil.copyfile(server.log_path, artifact_path("webui-server.log"))
+            shutil.copyfile(server.log_path, artifact_path(log_name))
+
+
+@pytest.fixture(scope="session")
+def webui(webui_checkout, tmp_path_factory):
+    """A started webui with our extension linked, shared by the session. Tests that need other
+    flags or env vars use ``webui.temporarily(extra_args=..., extra_env=...)``, which restores it."""
+    data_dir = os.environ.get("WEBUI_DATA_DIR") or tmp_path_factory.mktemp("webui-data")
+    yield from serve(webui_env.prepare_data_dir(webui_checkout, data_dir), "webui-server.log")
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +73,4 @@ def webui_cn(webui_checkout, controlnet_checkout, tmp_path_factory):
     """A second webui with sd-webui-controlnet (CONTROLNET_DIR) and tiny ControlNet models beside our
     extension; the default ``webui`` has no ControlNet (what users without it see)."""
     data_dir = tmp_path_factory.mktemp("webui-cn-data")
-    prepared = webui_env.prepare_data_dir(webui_checkout, data_dir, controlnet=controlnet_checkout)
-    server = WebuiServer(prepared)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        if server.log_path.is_file():
-            shutil.copyfile(server.log_path, artifact_path("webui-cn-server.log"))
+    yield from serve(webui_env.prepare_data_dir(webui_checkout, data_dir, controlnet=controlnet_checkout), "webui-cn-server.log")

@@ -26,14 +26,17 @@ def set_number(page, elem_id, value):
     box.press("Enter")
 
 
-def choose(page, elem_id, value, timeout_s=120):
-    """Pick a gr.Dropdown option; retried while a refresh may still be filling the choices."""
-    option = page.locator(f"#{elem_id} li[data-value='{value}']")
+def choose(page, elem_id, value, timeout_s=120, prefix=False):
+    """Pick a gr.Dropdown option (or the first starting with ``value``, for values that carry a suffix
+    like ControlNet's 'name [hash]'); retried while a refresh may still be filling the choices.
+    Returns the chosen value."""
+    option = page.locator(f"#{elem_id} li[data-value{'^' if prefix else ''}='{value}']").first
     deadline = time.monotonic() + timeout_s
     while True:
         page.locator(f"#{elem_id} input").click()
         try:
             option.wait_for(state="visible", timeout=3000)
+            value = option.get_attribute("data-value")
             option.click()
             break
         except PlaywrightTimeout:
@@ -41,43 +44,59 @@ def choose(page, elem_id, value, timeout_s=120):
                 raise
             page.keyboard.press("Escape")
     page.wait_for_function("([id, value]) => document.querySelector('#' + id + ' input').value == value", arg=[elem_id, value])
+    return value
 
 
-def test_accordion_animates_in_txt2img(webui, page):
-    ac.motion_folder(webui)  # tiny motion modules in <data-dir>/models/AnimateDiff
+GALLERY_FIRST = "#txt2img_gallery .thumbnail-item img, #txt2img_gallery .preview img"
+
+
+def open_txt2img(page, webui, steps, timeout_ms=180_000):
+    """txt2img at 64 x 64, seed 77; returns the list that collects the page's errors."""
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(webui.base_url + "/", wait_until="domcontentloaded")
-    page.wait_for_selector("#txt2img_generate", state="visible")
-
+    page.wait_for_selector("#txt2img_generate", state="visible", timeout=timeout_ms)
     page.fill("#txt2img_prompt textarea", "a paper boat on a pond")
-    for elem_id, value in (("txt2img_width", 64), ("txt2img_height", 64), ("txt2img_steps", 3)):
+    for elem_id, value in (("txt2img_width", 64), ("txt2img_height", 64), ("txt2img_steps", steps)):
         set_number(page, elem_id, value)
     page.fill("#txt2img_seed input", "77")
+    return errors
 
-    # opening the accordion enables it (the webui's InputAccordion)
-    page.locator(f"#{ACCORDION} .label-wrap").first.click()
+
+def enable_animatediff(page, frames):
+    """Open (= enable) the accordion, pick the tiny motion module and set the frame count."""
+    page.locator(f"#{ACCORDION} .label-wrap").first.click()  # the webui's InputAccordion
     page.wait_for_function(f"() => document.getElementById('{ACCORDION}-visible-checkbox').checked")
     # the modules were written after the UI was built: rescan, then pick one
     page.click("#script_txt2img_animate_anyone_refresh")
     choose(page, "script_txt2img_animate_anyone_motion_module", ac.MODULE)
-    set_number(page, "script_txt2img_animate_anyone_frames", FRAMES)
+    set_number(page, "script_txt2img_animate_anyone_frames", frames)
+
+
+def generated_gif(page):
+    """Wait for the result; the first gallery item must be a 64 px wide animated GIF, returned as PIL."""
+    from PIL import Image
+
+    first = page.locator(GALLERY_FIRST).first
+    first.wait_for(state="visible", timeout=480_000)
+    page.wait_for_function("() => !document.querySelector('.progressDiv')", timeout=480_000)
+    src = first.get_attribute("src")
+    assert src.split("?")[0].endswith(".gif"), src
+    assert first.evaluate("img => img.naturalWidth") == 64
+    served = page.request.get(src)
+    assert served.ok
+    return Image.open(io.BytesIO(served.body()))
+
+
+def test_accordion_animates_in_txt2img(webui, page):
+    ac.motion_folder(webui)  # tiny motion modules in <data-dir>/models/AnimateDiff
+    errors = open_txt2img(page, webui, steps=3)
+    enable_animatediff(page, FRAMES)
     page.locator(f"#{ACCORDION}").scroll_into_view_if_needed()
     page.screenshot(path=str(artifact_path("accordion-01-enabled.png")), full_page=True)
 
     page.click("#txt2img_generate")
-    first = page.locator("#txt2img_gallery .thumbnail-item img, #txt2img_gallery .preview img").first
-    first.wait_for(state="visible", timeout=300_000)
-    page.wait_for_function("() => !document.querySelector('.progressDiv')", timeout=300_000)
-    src = first.get_attribute("src")
-    assert src.split("?")[0].endswith(".gif"), src
-    assert first.evaluate("img => img.naturalWidth") == 64
-
-    from PIL import Image
-
-    served = page.request.get(src)
-    assert served.ok
-    gif = Image.open(io.BytesIO(served.body()))
+    gif = generated_gif(page)
     assert gif.format == "GIF" and gif.n_frames == FRAMES
     info = page.inner_text("#html_info_txt2img")
     assert "Animate Anyone:" in info and ac.MODULE in info, info

@@ -10,7 +10,6 @@ import json
 import shutil
 import threading
 
-import numpy as np
 import pytest
 
 from lib_animate.video import EncodeOptions, encode_video, read_video

@@ -47,23 +47,6 @@ def png_b64(frame) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def lossless_mp4(frames, fps=8) -> str:
-    """H.264 at qp 0 in 4:4:4: decodes to exactly these frames (a GIF would merge identical frames)."""
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
-        stream.options = {"qp": "0", "preset": "ultrafast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def unit(model, **fields):
     return dict({"enabled": True, "module": "none", "model": model, "weight": 1.0, "resize_mode": "Just Resize"}, **fields)
 
@@ -130,8 +113,8 @@ def test_a_hint_travels_one_window_per_step(cn, baselines, model):
     A hint cache that kept the first window's rows would leave frame 7 unchanged too."""
     frames = bar_frames()
     changed = frames[:7] + [255 - frames[7]]
-    a = frames_of(ac.ok(cn, request(video_args(control_video=lossless_mp4(frames)), [unit(model)])))
-    b = frames_of(ac.ok(cn, request(video_args(control_video=lossless_mp4(changed)), [unit(model)])))
+    a = frames_of(ac.ok(cn, request(video_args(control_video=ac.lossless_mp4(frames)), [unit(model)])))
+    b = frames_of(ac.ok(cn, request(video_args(control_video=ac.lossless_mp4(changed)), [unit(model)])))
     assert len(a) == len(b) == FRAMES
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[7], b[7])
@@ -173,7 +156,7 @@ def test_the_three_per_frame_sources_are_the_same_hints(cn, tmp_path):
 
 
 def test_two_units_one_per_frame_one_single(cn):
-    data = ac.ok(cn, request(video_args(control_video=lossless_mp4(bar_frames()), control_stride=1),
+    data = ac.ok(cn, request(video_args(control_video=ac.lossless_mp4(bar_frames()), control_stride=1),
                              [unit(cf.CONTROLNET, weight=0.8), unit(cf.T2I_ADAPTER, image=png_b64(bar_frames(1)[0]))]))
     units = data["info"]["animate_anyone"]["controlnet_units"]
     assert [(u["unit"], u["per_frame"], u["source"]) for u in units] == [(0, True, "control_video"), (1, False, None)]
@@ -280,7 +263,7 @@ def test_maps_are_off_by_default_and_come_last_when_asked(cn):
 
 def test_init_video_gives_each_frame_its_init_image_and_feeds_empty_units(cn):
     frames = bar_frames()
-    init = lossless_mp4(frames)
+    init = ac.lossless_mp4(frames)
     common = dict(init_images=[png_b64(frames[0])], denoising_strength=0.6)
     vid2vid = ac.ok(cn, request(video_args(init_video=init), [unit(cf.T2I_ADAPTER)], **common), path="/sdapi/v1/img2img")
     entry = vid2vid["info"]["animate_anyone"]
@@ -295,7 +278,7 @@ def test_init_video_gives_each_frame_its_init_image_and_feeds_empty_units(cn):
     # 12 frames: the extension encodes them 8 at a time, the webui all at once; a 48 x 80 video follows the
     # webui's resize mode to 64 x 64 like the webui's own init images.
     twelve = [np.ascontiguousarray(np.resize(f, (48, 80, 3))) for f in bar_frames(12)]
-    zero = dict(video_args(init_video=lossless_mp4(twelve)), motion_module=ac.ZERO_MODULE, noise_schedule="checkpoint")
+    zero = dict(video_args(init_video=ac.lossless_mp4(twelve)), motion_module=ac.ZERO_MODULE, noise_schedule="checkpoint")
     ours = frames_of(ac.ok(cn, request(zero, [], **common), path="/sdapi/v1/img2img"))
     assert len(ours) == 12 and ours[0].shape == (64, 64, 3)
     plain = [ac.image(b) for b in ac.ok(cn, ac.payload(batch_size=12, steps=2, init_images=[png_b64(f) for f in twelve],
