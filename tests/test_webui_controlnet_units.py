@@ -105,6 +105,7 @@ def test_a_unit_without_image_takes_one_control_frame_per_video_frame():
         assert copy.animatediff_batch is True and copy.input_mode is InputMode.SIMPLE and copy.image is None
         assert copy.save_detected_map is False and copy.batch_modifiers == [] and copy.batch_keyframe_idx is None
         assert folder_values(copy.batch_images) == [0, 10, 20, 30, 40, 50]
+        assert inputs.plan.units[0].per_frame.kind == "control_frames"
         assert isinstance(p.script_args, list)
     finally:
         inputs.cleanup()
@@ -151,6 +152,7 @@ def test_units_with_their_own_frames_folders_and_lists(tmp_path):
         assert folder_values(units[3].batch_images) == [7, 8, 9]
         assert units[4].animatediff_batch is False  # an IP-Adapter averages several images (one look)
         assert [u.per_frame is not None for u in inputs.plan.units] == [True, True, False, True, False]
+        assert [u.per_frame.kind for u in inputs.plan.per_frame_units] == ["batch_folder", "images", "images"]
     finally:
         inputs.cleanup()
 

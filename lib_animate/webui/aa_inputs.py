@@ -49,7 +49,7 @@ def decode_image(value: Any, field: str, decode_base64=None):
             return decode_base64(value).convert("RGB")
         except Exception as e:
             raise InvalidInputError(f"'{field}' is not a readable image: {getattr(e, 'detail', e)}") from e
-    data = value if isinstance(value, (bytes, bytearray)) else _base64_bytes(value, field)
+    data = file_bytes(value, field)
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
@@ -58,7 +58,10 @@ def decode_image(value: Any, field: str, decode_base64=None):
     return image.convert("RGB")
 
 
-def _base64_bytes(value: Any, field: str) -> bytes:
+def file_bytes(value: Any, field: str) -> bytes:
+    """A file's content: bytes as they are (UI uploads), or decoded base64 text (``data:`` prefix allowed)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
     if not isinstance(value, str):
         raise InvalidInputError(f"'{field}' must be a base64 string, got {type(value).__name__}")
     text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
@@ -114,7 +117,7 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
     if given[0] == "pose_video":
         from ..video import read_video
 
-        data = args.pose_video if isinstance(args.pose_video, (bytes, bytearray)) else _base64_bytes(args.pose_video, "pose_video")
+        data = file_bytes(args.pose_video, "pose_video")
         video = read_video(data, stride=args.pose_stride, target_fps=target_fps, max_frames=budget)
         frames = list(video.frames)
         fps = video.fps

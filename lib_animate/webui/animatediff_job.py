@@ -211,7 +211,7 @@ class AnimateDiffJob(VideoJob):
         plan = self.inputs.plan if self.inputs is not None else None
         if plan is not None:
             extra["controlnet_units"] = [{"unit": u.number, "per_frame": u.per_frame is not None,
-                                          "source": u.per_frame.name.strip("'") if u.per_frame is not None else None}
+                                          "source": u.per_frame.kind if u.per_frame is not None else None}
                                          for u in plan.units]
         if self.vid2vid:
             extra["init_video_frames"] = len(self.inputs.init_images)

@@ -12,15 +12,13 @@ pose sequences) unless the request asks for fewer frames, and decoded videos obe
 pixel cap.
 """
 
-import base64
-import binascii
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
 from ..errors import InvalidInputError
 from ..video.frame_files import check_images, list_frame_files, write_frames
-from .aa_inputs import decode_image
+from .aa_inputs import decode_image, file_bytes
 from .args import AnimateArgs, control_inputs_given
 
 
@@ -36,6 +34,7 @@ class FrameSource:
     name: str  # for messages: "'control_video'", "ControlNet unit 1's batch folder", ...
     paths: List[str]  # frame files in frame order
     mask_paths: List[str] = field(default_factory=list)  # per-frame masks (inpaint units), or one for all
+    kind: str = ""  # for the API's info: the request field ("control_video", "init_video", ...), "batch_folder", "images"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,21 +63,11 @@ def _check_count(name: str, count: int, limits: SourceLimits) -> None:
         )
 
 
-def _video_bytes(value: Any, name: str) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise InvalidInputError(f"'{name}' is not valid base64: {e}") from e
-
-
 def read_video_frames(value: Any, name: str, stride: int, limits: SourceLimits, is_path: bool = False):
     """Decoded frames (N x H x W x 3 uint8) of a video given as base64, bytes or a server path."""
     from ..video import read_video
 
-    source = value if is_path else _video_bytes(value, name)
+    source = value if is_path else file_bytes(value, name)
     try:
         video = read_video(source, stride=stride, max_frames=_budget(limits))
     except InvalidInputError as e:
@@ -94,9 +83,14 @@ def control_source(args: AnimateArgs, folder_for: Callable[[str], str], width: i
     given = control_inputs_given(args)
     if not given:
         return None
-    name, stride = given[0], args.control_stride
-    folder = folder_for("control")
-    label = f"'{name}'"
+    name = given[0]
+    source = _control_source(name, args, folder_for("control"), width, height, limits, decode_base64)
+    source.kind = name
+    return source
+
+
+def _control_source(name, args, folder, width, height, limits, decode_base64) -> FrameSource:
+    label, stride = f"'{name}'", args.control_stride
     if name in ("control_video", "control_video_path"):
         if name == "control_video_path":
             check_server_path(label, limits)

@@ -76,13 +76,11 @@ class ControlBridge:
         self.ip_adapters: List[Any] = []
         self.t2i_adapters: List[Any] = []
         self.references: List[Any] = []
-        self.detected_maps: List[Any] = []
         self._last_key = None
         self._last_rows = None
 
     @classmethod
-    def capture(cls, script, unet, frames: int, expected_units: int, per_frame_units: Sequence[int] = (),
-                keep_on_cpu: bool = False) -> "ControlBridge":
+    def capture(cls, script, unet, frames: int, expected_units: int, keep_on_cpu: bool = False) -> "ControlBridge":
         """Read ControlNet's state at the start of sampling (its ``process()`` has run by then)."""
         network = getattr(script, "latest_network", None)
         units = list(getattr(script, "enabled_units", None) or [])
@@ -96,7 +94,6 @@ class ControlBridge:
                 f"Refusing to render a video without the control it was asked for."
             )
         bridge = cls(frames, keep_on_cpu or any(getattr(u, "low_vram", False) for u in units))
-        bridge.detected_maps = list(getattr(script, "detected_map", None) or [])
         for param, unit in zip(params or [], units):
             bridge._add(param, unit)
         return bridge
@@ -132,10 +129,6 @@ class ControlBridge:
                 rgb = rgb.expand(-1, 3, -1, -1)
             out.append((item.unit, rgb.permute(0, 2, 3, 1).contiguous().cpu().numpy()))
         return out
-
-    @property
-    def active(self) -> bool:
-        return bool(self.per_frame or self.ip_adapters or self.references or self.t2i_adapters)
 
     def on_unet_call(self, window: Optional[Sequence[int]], chunks: int, x: torch.Tensor) -> None:
         """Before a UNet call over ``window`` (None = every frame) with ``chunks`` clip chunks."""

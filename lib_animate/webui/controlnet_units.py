@@ -198,13 +198,17 @@ def _own_frames(number: int, unit, label: str, request: VideoRequest) -> Optiona
                                f"keyframes an all-black hint, not 'no control'); give one image per frame")
         masks = next((line[len("mask:"):].strip() for line in lines[1:] if line.startswith("mask:")), "")
         check_server_path(f"{label}'s batch folder", limits)
-        return folder_source(lines[0], f"{label}'s batch folder", request.stride, limits, masks=masks)
+        source = folder_source(lines[0], f"{label}'s batch folder", request.stride, limits, masks=masks)
+        source.kind = "batch_folder"
+        return source
     image = getattr(unit, "image", None)
     if isinstance(image, (list, tuple)) and not _is_ipadapter(unit):
         is_dict_list = bool(image) and isinstance(image[0], dict)
         if (is_dict_list and len(image) >= 2) or (not is_dict_list and len(image) >= 3):
             folder = request.folder_for(f"unit{number}-images")
-            return image_list_source(image, f"{label}'s images", request.stride, limits, folder, request.decode_base64)
+            source = image_list_source(image, f"{label}'s images", request.stride, limits, folder, request.decode_base64)
+            source.kind = "images"
+            return source
     return None
 
 
@@ -282,8 +286,8 @@ def configure_per_frame(plan: ControlPlan, frames: int, folder_for: Callable[[st
         unit.mask = None
 
 
-def check_lengths(sources: Dict[str, FrameSource], frames: int) -> None:
-    for name, source in sources.items():
-        if len(source) < frames:
-            raise InvalidInputError(f"{name} has {len(source)} frames but the video has {frames}; "
-                                    f"lower 'frames' or give a longer source")
+def check_lengths(counts: Dict[str, int], frames: int) -> None:
+    """Every per-frame source (name -> frame count) must cover the video."""
+    for name, count in counts.items():
+        if count < frames:
+            raise InvalidInputError(f"{name} has {count} frames but the video has {frames}; lower 'frames' or give a longer source")

@@ -11,6 +11,7 @@
 Everything is written into one scratch folder per job, removed with :meth:`VideoInputs.cleanup`.
 """
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -37,8 +38,6 @@ class _Scratch:
         return self._path
 
     def sub(self, name: str) -> str:
-        import os
-
         return os.path.join(self.path, name)
 
     def remove(self) -> None:
@@ -52,7 +51,7 @@ class VideoInputs:
     frames: int
     plan: Optional[ControlPlan] = None
     init_images: Optional[List] = None  # PIL images, one per frame (img2img init video)
-    sources: Dict[str, FrameSource] = field(default_factory=dict)
+    counts: Dict[str, int] = field(default_factory=dict)  # frames of every per-frame source, by name
     scratch: _Scratch = field(default_factory=_Scratch)
 
     @property
@@ -91,7 +90,7 @@ def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img,
         from PIL import Image
 
         inputs.init_images = [Image.fromarray(frame) for frame in video.frames]
-        inputs.sources["'init_video'"] = FrameSource("'init_video'", [""] * len(video.frames))
+        inputs.counts["'init_video'"] = len(video.frames)
         init_frames = _lazy_frame_files(video.frames, inputs)
 
     request = VideoRequest(control=control, init_frames=init_frames, limits=limits, folder_for=inputs.scratch.sub,
@@ -99,17 +98,17 @@ def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img,
                            decode_base64=decode_base64)
     inputs.plan = plan_units(p, request)
     for unit in inputs.plan.per_frame_units if inputs.plan else []:
-        inputs.sources.setdefault(unit.per_frame.name, unit.per_frame)
+        inputs.counts[unit.per_frame.name] = len(unit.per_frame)
 
-    if not frames_given and inputs.sources:
-        shortest = min(inputs.sources.values(), key=len)
-        if len(shortest) < 2:
-            raise RequestError(f"{shortest.name} gives {len(shortest)} frame; a video needs at least 2 (for one image for "
+    if not frames_given and inputs.counts:
+        shortest = min(inputs.counts, key=inputs.counts.get)
+        if inputs.counts[shortest] < 2:
+            raise RequestError(f"{shortest} gives {inputs.counts[shortest]} frame; a video needs at least 2 (for one image for "
                                f"every frame, give the ControlNet unit that image and set 'frames')")
-        args.frames = len(shortest)
+        args.frames = inputs.counts[shortest]
     inputs.frames = args.frames
     try:
-        check_lengths(inputs.sources, inputs.frames)
+        check_lengths(inputs.counts, inputs.frames)
     except AnimateError as e:
         raise RequestError(str(e)) from e
     masks = _inpaint_masks(args, inputs, limits)
@@ -141,8 +140,7 @@ def _lazy_frame_files(frames, inputs: VideoInputs):
         if not written:
             from ..video.frame_files import write_frames
 
-            written.append(FrameSource("'init_video'", write_frames(list(frames), inputs.scratch.sub("init"))))
-            inputs.sources["'init_video'"] = written[0]
+            written.append(FrameSource("'init_video'", write_frames(list(frames), inputs.scratch.sub("init")), kind="init_video"))
         return written[0]
 
     return get
