@@ -253,6 +253,12 @@ def test_maps_are_off_by_default_and_come_last_when_asked(cn):
     assert len(control) == FRAMES
     assert mean_abs(maps, list(bar_frames())) < 1.0  # module "none": the maps are the frames
     assert all(np.array_equal(x, y) for x, y in zip(frames_of(data), frames_of(plain)))  # maps change no frame
+    # two videos (batch count 2): exactly 2 x 8 frames, the two videos, the control video, then the maps
+    twice = ac.ok(cn, request(dict(args, control_maps=True), [unit(cf.T2I_ADAPTER)], n_iter=2))
+    entry = twice["info"]["animate_anyone"]
+    assert entry["videos"] == 2 and [(i["index"], i["video"], i["kind"]) for i in entry["items"]] == [
+        (16, 0, "video"), (17, 1, "video"), (18, 0, "control0")]
+    assert len(twice["images"]) == 16 + 3 + FRAMES and len(twice["info"]["infotexts"]) == 16 + 3
     saved = ac.ok(cn, request(dict(args, control_maps=True), [unit(cf.T2I_ADAPTER)], save_images=True))
     video, control_video = saved["info"]["animate_anyone"]["items"]
     assert control_video["path"] == video["path"][:-len(".gif")] + "-control0.gif", (video, control_video)
