@@ -232,6 +232,20 @@ def test_refusals_name_the_unit_or_field(units, fields, words):
         prepare(make_p(*units), max_frames=4, **fields)
 
 
+def test_frame_lists_and_folders_obey_the_decoders_pixel_cap(tmp_path, monkeypatch):
+    from lib_animate.webui import control_sources
+
+    monkeypatch.setattr(control_sources, "MAX_TOTAL_PIXELS", 3 * 16 * 16)  # three 16 x 16 frames
+    _, inputs = prepare(make_p(Unit(enabled=True)), control_frames=[png(i) for i in range(3)])
+    inputs.cleanup()
+    with pytest.raises(AnimateError, match="'control_frames' holds more than"):
+        prepare(make_p(Unit(enabled=True)), control_frames=[png(i) for i in range(4)])
+    for i in range(4):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(AnimateError, match="'control_frames_dir' holds more than"):
+        prepare(make_p(Unit(enabled=True)), control_frames_dir=str(tmp_path))
+
+
 def test_server_paths_need_the_webui_to_allow_them(tmp_path):
     for i in range(3):
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / f"{i}.png")

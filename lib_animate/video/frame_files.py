@@ -9,7 +9,7 @@ names ``00000.png``, ``00001.png``, ... so every sort order agrees.
 import os
 import re
 import shutil
-from typing import List, Sequence
+from typing import Iterable, List, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -33,18 +33,22 @@ def list_frame_files(folder: str, what: str) -> List[str]:
     return files
 
 
-def check_images(paths: Sequence[str], what: str) -> None:
-    """Open every file's header: each must be an image (a clear error names the first that is not)."""
+def check_images(paths: Sequence[str], what: str) -> List[tuple]:
+    """Open every file's header (nothing is decoded): each must be an image (a clear error names the
+    first that is not). Returns the (width, height) of each."""
+    sizes = []
     for path in paths:
         try:
             with Image.open(path) as image:
-                image.size  # noqa: B018  (the header is parsed on open)
+                sizes.append(image.size)  # parsed from the header on open
         except (UnidentifiedImageError, OSError) as e:
             raise InvalidInputError(f"{what}: {os.path.basename(path)!r} is not a readable image ({e.__class__.__name__})") from e
+    return sizes
 
 
-def write_frames(frames: Sequence, folder: str) -> List[str]:
-    """Write frames (H x W x 3 uint8 arrays or PIL images) as fast, lossless PNGs; returns the paths."""
+def write_frames(frames: Iterable, folder: str) -> List[str]:
+    """Write frames (H x W x 3 uint8 arrays or PIL images; an iterable is consumed one frame at a time)
+    as fast, lossless PNGs; returns the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = []
     for i, frame in enumerate(frames):

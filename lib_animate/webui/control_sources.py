@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
 from ..errors import InvalidInputError
+from ..video.decode import DEFAULT_MAX_TOTAL_PIXELS as MAX_TOTAL_PIXELS
 from ..video.frame_files import check_images, list_frame_files, write_frames
 from .aa_inputs import decode_image, file_bytes
 from .args import AnimateArgs, control_inputs_given
@@ -104,11 +105,26 @@ def _control_source(name, args, folder, width, height, limits, decode_base64) ->
     return pose_json_source(args.control_pose_json, label, stride, limits, folder, width, height)
 
 
+class PixelBudget:
+    """The decoder's cap on the pixels of all frames of one source, counted as frames arrive."""
+
+    def __init__(self, name: str, limit: Optional[int] = None):
+        self.name, self.limit, self.total = name, limit or MAX_TOTAL_PIXELS, 0
+
+    def add(self, width: int, height: int) -> None:
+        self.total += int(width) * int(height)
+        if self.total > self.limit:
+            raise InvalidInputError(f"{self.name} holds more than {self.limit / 1e6:.0f} megapixels in all; use fewer or "
+                                    f"smaller frames ('control_stride', 'frames')")
+
+
 def folder_source(path: str, name: str, stride: int, limits: SourceLimits, masks: str = "") -> FrameSource:
     """A server folder of frame images in the webui's frame order (and optionally one of masks)."""
     files = list_frame_files(path, name)[::stride][: _budget(limits)]
     _check_count(name, len(files), limits)
-    check_images(files, name)
+    budget = PixelBudget(name)
+    for size in check_images(files, name):  # headers only: nothing is decoded here
+        budget.add(*size)
     source = FrameSource(name, files)
     if masks:
         source.mask_paths = mask_files(masks, f"{name}'s masks", stride, len(files))
@@ -134,20 +150,23 @@ def image_list_source(items: Sequence[Any], name: str, stride: int, limits: Sour
     dicts) written as frame files; masks of dict items go to a ``masks`` subfolder."""
     selected = list(items)[::stride][: _budget(limits)]
     _check_count(name, len(selected), limits)
-    images, masks = [], []
-    for i, item in enumerate(selected):
-        where = f"{name}[{i * stride}]"
-        if isinstance(item, dict):
-            masks.append(item.get("mask"))
-            item = item.get("image")
-        images.append(_as_image(item, where, decode_base64))
-    source = FrameSource(name, write_frames(images, folder))
+    images = [item.get("image") if isinstance(item, dict) else item for item in selected]
+    masks = [item.get("mask") if isinstance(item, dict) else None for item in selected]
+    source = FrameSource(name, write_frames(_decoded(images, name, stride, decode_base64), folder))
     if any(m is not None for m in masks):
         if not all(m is not None for m in masks):
             raise InvalidInputError(f"{name}: some items have a mask and some do not; give a mask with every frame or with none")
-        source.mask_paths = write_frames([_as_image(m, f"{name} mask {i}", decode_base64) for i, m in enumerate(masks)],
-                                         os.path.join(folder, "masks"))
+        source.mask_paths = write_frames(_decoded(masks, f"{name}'s masks", stride, decode_base64), os.path.join(folder, "masks"))
     return source
+
+
+def _decoded(items, name: str, stride: int, decode_base64):
+    """Decode one image at a time (each is written before the next is decoded), within the pixel cap."""
+    budget = PixelBudget(name)
+    for i, item in enumerate(items):
+        image = _as_image(item, f"{name}[{i * stride}]", decode_base64)
+        budget.add(*image.size)
+        yield image
 
 
 def _as_image(value: Any, where: str, decode_base64: Optional[Callable]):
