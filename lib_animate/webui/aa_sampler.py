@@ -13,6 +13,7 @@ import torch
 
 from ..sampling.aa_ddim import sample_aa_ddim, trailing_timesteps
 from ..sampling.schedules import ANIMATE_ANYONE
+from .errors import RequestError
 
 # Not "... DDIM": the webui reads a trailing scheduler name ("DDIM" is one) off sampler names.
 NAME = "Animate Anyone (DDIM)"
@@ -71,11 +72,26 @@ def _sampler_classes():
         def get_timesteps(self, p, steps):
             return torch.tensor(trailing_timesteps(steps), dtype=torch.long)
 
-        def sample_img2img(self, *args, **kwargs):
-            raise RuntimeError(f"{NAME} samples from noise only (txt2img); choose another sampler for img2img")
+        def sample(self, p, *args, **kwargs):
+            _check_job(p)
+            return super().sample(p, *args, **kwargs)
+
+        def sample_img2img(self, p, *args, **kwargs):
+            _check_job(p)
+            raise RequestError(f"{NAME} samples from noise only (txt2img); choose another sampler for img2img")
 
     del sd_samplers_timesteps
     return AnimateAnyoneDDIMSampler
+
+
+def _check_job(p) -> None:
+    """Also where no script ran (``p.scripts`` is None) or a second pass picks the sampler itself."""
+    from .animate_anyone_job import AnimateAnyoneJob
+    from .job import of
+
+    if not isinstance(of(p), AnimateAnyoneJob):
+        raise RequestError(f"the sampler '{NAME}' only samples Animate Anyone jobs (the Animate Anyone mode of this "
+                           f"extension); choose another sampler")
 
 
 def register() -> None:

@@ -71,17 +71,39 @@ def begin(p, script_args: Sequence[Any], environment: Environment, is_img2img: b
         stale.detach()
     try:
         args = args_from_script_args(script_args, ui_to_dict)
+        if not (args.enable and args.mode == "animate_anyone"):
+            _refuse_animate_anyone_sampler(p)
     except AnimateError as e:
-        job = VideoJob(p, AnimateArgs(enable=True), environment, is_img2img)
-        job.attach()
-        job.fail(e)
-        return job
+        return _failed_job(p, e, environment, is_img2img)
     if not args.enable:
         return None
     job = job_class(args.mode)(p, args, environment, is_img2img)
     job.attach()
     job.before_process()
     return job
+
+
+def _failed_job(p, error: BaseException, environment: Environment, is_img2img: bool) -> "VideoJob":
+    """A job that only carries the error: p.init raises it (the API answers 422), nothing else runs."""
+    job = VideoJob(p, AnimateArgs(enable=True), environment, is_img2img)
+    job.attach()
+    job.fail(error)
+    return job
+
+
+def _refuse_animate_anyone_sampler(p) -> None:
+    """The "Animate Anyone (DDIM)" sampler is in every sampler list, but it samples the Animate Anyone
+    model (v-prediction, zero terminal SNR); any other job would read its model's output wrongly.
+    ``before_process`` runs for every job, so this holds whether or not the extension is enabled."""
+    from modules import sd_samplers
+
+    from .aa_sampler import NAME
+
+    for attribute, what in (("sampler_name", "sampler"), ("hr_sampler_name", "hires sampler")):
+        name = getattr(p, attribute, None)
+        if isinstance(name, str) and sd_samplers.samplers_map.get(name.lower()) == NAME:
+            raise RequestError(f"the {what} '{name}' only samples Animate Anyone jobs (the Animate Anyone mode of this "
+                               f"extension); choose another sampler")
 
 
 def job_class(mode: str):

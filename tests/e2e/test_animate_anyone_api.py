@@ -25,6 +25,12 @@ def _b64_png(image):
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _gray():
+    from PIL import Image
+
+    return Image.new("RGB", (SIZE, SIZE), (128, 128, 128))
+
+
 def skeleton_video(count, fps=10, fmt="mp4"):
     """A rendered-skeleton video (black background), as Animate Anyone's pose videos are."""
     from lib_animate.pose import parse_pose_json, render_pose
@@ -219,3 +225,20 @@ def test_fast_reference_attention_matches_the_generic_path(webui, release):
     assert generic["info"]["animate_anyone"]["fast_reference_attention"] is False
     difference = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(ac.frames_of(fast), ac.frames_of(generic))])
     assert difference < 0.5, difference
+
+
+@pytest.mark.parametrize("path, fields", [
+    ("/sdapi/v1/txt2img", {"sampler_name": "Animate Anyone (DDIM)"}),
+    ("/sdapi/v1/txt2img", {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5,
+                           "hr_sampler_name": "Animate Anyone (DDIM)"}),
+    ("/sdapi/v1/img2img", {"sampler_name": "Animate Anyone (DDIM)", "init_images": [_b64_png(_gray())]}),
+])
+def test_the_animate_anyone_sampler_refuses_every_other_job(webui, release, baseline, path, fields):
+    """It is in every sampler list; on an ordinary job it would read eps as v (garbage) or fail (img2img):
+    a 422 whether the extension is enabled or not, and the next plain request is unchanged."""
+    body = ac.payload(batch_size=2, **fields)
+    assert "only samples Animate Anyone jobs" in ac.rejected(webui, body, path=path)
+    animatediff = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "formats": []}, **fields)
+    ac.motion_folder(webui)
+    assert "only samples Animate Anyone jobs" in ac.rejected(webui, animatediff, path=path)
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
