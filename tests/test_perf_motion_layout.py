@@ -53,7 +53,8 @@ def _copies(module, x):
 def test_channels_last_input_needs_no_layout_copy_and_stays_channels_last(module):
     copies, ops, out = _copies(module, _input(channels_last=True))
     assert copies == 0, ops
-    assert ops["_scaled_dot_product_flash_attention_for_cpu"] == 2 * CLIPS  # strided views, per clip
+    # strided views, one SDPA kernel per clip and attention (the CPU kernel's name differs across torch versions)
+    assert sum(n for op, n in ops.items() if op.startswith("_scaled_dot_product_flash_attention")) == 2 * CLIPS, ops
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -65,6 +65,9 @@ def test_rotation_agrees_with_opencv_which_applies_it_itself(tmp_path):
     stored = [np.ascontiguousarray(np.rot90(frame, -1)) for frame in make_clip(2)]
     path = write_with_pyav(tmp_path / "phone.mp4", stored, "mp4", rotation=90)
     capture = cv2.VideoCapture(path)
+    # OpenCV applies the stored rotation only with orientation auto on, which is off by default in 4.11
+    # (on in 4.10): ask for it explicitly.
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     ok, bgr = capture.read()
     capture.release()
     assert ok
