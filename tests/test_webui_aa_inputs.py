@@ -81,6 +81,8 @@ def test_pose_json_is_rendered_at_the_generation_size():
     assert len(clip.frames) == 6 and clip.frames[0].shape == (64, 48, 3) and clip.fps == 8
     assert len(load_pose_clip(args(pose_json=pose_json(6), pose_stride=2), 48, 64, LIMITS).frames) == 3
     assert len(load_pose_clip(args(pose_json=pose_json(6), pose_max_frames=4), 48, 64, LIMITS).frames) == 4
+    with pytest.raises(InvalidInputError, match="'pose_max_frames' \\(11\\) is above the maximum in Settings \\(10 frames\\)"):
+        load_pose_clip(args(pose_json=pose_json(12), pose_max_frames=11), 48, 64, LIMITS)
     faceless = load_pose_clip(args(pose_json=pose_json(1), draw_face=False), 48, 64, LIMITS).frames[0]
     assert faceless.shape == (64, 48, 3)
 

@@ -109,6 +109,8 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
     if len(given) > 1:
         raise InvalidInputError(f"several pose inputs at once ({', '.join(given)}); give exactly one of them")
     explicit = args.pose_max_frames or None
+    if explicit is not None and explicit > limits.max_frames:
+        raise InvalidInputError(f"'pose_max_frames' ({explicit}) is above the maximum in Settings ({limits.max_frames} frames)")
     budget = explicit or limits.max_frames + 1  # one more than allowed tells "too long" apart
     target_fps = args.pose_fps or None
     options = RenderOptions(hands=args.draw_hands, face=args.draw_face)

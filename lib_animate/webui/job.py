@@ -279,6 +279,8 @@ class VideoJob:
         with ExitStack() as stack:
             stack.callback(self.windowed.remove)
             try:
+                if self.model_state is not None:  # the schedule, undone with everything else below
+                    stack.enter_context(self.model_state.applied(self.p, rebuild_sampler=self.is_img2img))
                 self._sampling(stack)
             except AnimateError as e:  # e.g. weights that turn out not to fit: a request error, not a crash
                 raise as_request_error(e) from e

@@ -160,6 +160,7 @@ def test_pose_sequences_longer_than_the_configured_maximum(webui, release):
         error = ac.rejected(webui, aa(release, pose_json=pose_frames_json(6)))
         assert "more than 5 frames" in error
         assert ac.ok(webui, aa(release, pose_json=pose_frames_json(6), pose_max_frames=5))["info"]["animate_anyone"]["frames"] == 5
+        assert "above the maximum in Settings (5 frames)" in ac.rejected(webui, aa(release, pose_json=pose_frames_json(8), pose_max_frames=7))
     finally:
         assert webui.post("/sdapi/v1/options", {"animate_anyone_max_pose_frames": 300}).ok
 
