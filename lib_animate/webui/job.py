@@ -208,6 +208,7 @@ class VideoJob:
         try:
             p = self.p
             self._check_prompts()
+            self._check_no_model_swap()
             self.settings = self.environment.settings()
             self._validate()
             self.save_requested = bool(shared.opts.samples_save and not p.do_not_save_samples)
@@ -309,6 +310,18 @@ class VideoJob:
                 "prompts with AND (composable diffusion) cannot be animated: they interleave extra "
                 "conditioning rows between the frames. Remove AND from the prompt."
             )
+
+    def _check_no_model_swap(self) -> None:
+        """A refiner, or a hires pass on another checkpoint, swaps the model in the middle of the job:
+        no motion module fits the other model and the job's hooks would stay on the first."""
+        p = self.p
+        if getattr(p, "refiner_checkpoint", None) not in (None, "", "None", "none"):
+            raise RequestError(f"a refiner ('{p.refiner_checkpoint}') swaps the model in the middle of sampling, which a video "
+                               f"job cannot follow; turn the refiner off")
+        hires = getattr(p, "hr_checkpoint_name", None)
+        if getattr(p, "enable_hr", False) and hires not in (None, "", "Use same checkpoint"):
+            raise RequestError(f"the hires pass on another checkpoint ('{hires}') swaps the model in the middle of the job, "
+                               f"which a video job cannot follow; use 'Use same checkpoint'")
 
     def _check_model(self, what: str) -> None:
         from modules import sd_unet

@@ -276,6 +276,17 @@ def test_an_exception_mid_sampling_restores_everything(webui, motion, baseline):
     assert_plain_request_unchanged(webui, baseline)
 
 
+@pytest.mark.parametrize("fields, words", [
+    ({"refiner_checkpoint": "tiny-sd15", "refiner_switch_at": 0.5}, "a refiner ('tiny-sd15') swaps the model"),
+    ({"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5, "hr_checkpoint_name": "tiny-sd15"},
+     "the hires pass on another checkpoint ('tiny-sd15')"),
+])
+def test_a_model_swap_in_the_middle_of_a_job_is_refused(webui, motion, baseline, fields, words):
+    body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "formats": []}, **fields)
+    assert words in ac.rejected(webui, body)
+    assert_plain_request_unchanged(webui, baseline)
+
+
 XYZ_PLOT_STEPS = [4, "1, 5", [], 0, "", [], 0, "", [], True, False, False, False, False, False, False, 0, False]  # x: Steps 1, 5
 
 
