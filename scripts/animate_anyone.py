@@ -42,4 +42,5 @@ class AnimateAnyoneScript(scripts.Script):
 aa_sampler.register()  # "Animate Anyone (DDIM)" in the sampler lists (before the UI is built)
 script_callbacks.on_script_unloaded(aa_sampler.unregister)
 script_callbacks.on_cfg_denoiser(video_job.on_cfg_denoiser)
+settings.register(shared)  # now: the API needs the options also when no UI is built (--nowebui)
 script_callbacks.on_ui_settings(lambda: settings.register(shared))

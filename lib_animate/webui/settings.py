@@ -74,8 +74,14 @@ def read(opts_data: dict, extension_dir: str, models_path: str) -> Settings:
     )
 
 
+# Folders on the server: restricted like the webui's own output folders, so with --hide-ui-dir-config
+# neither the UI, /sdapi/v1/options nor a request's override_settings can change them.
+FOLDER_OPTIONS = ("animate_anyone_motion_dir", "animate_anyone_video_dir", "animate_anyone_weights_dir", "animate_anyone_dwpose_dir")
+
+
 def register(shared) -> None:
-    """Called from ``script_callbacks.on_ui_settings``."""
+    """Add the options (idempotent). Called when the script module is imported, so they exist for the
+    API also when no UI is built (--nowebui), and again from ``on_ui_settings``."""
     import gradio as gr
 
     from lib_animate.video.options import X264_PRESETS
@@ -94,4 +100,7 @@ def register(shared) -> None:
     }
     for key, (default, label) in OPTIONS.items():
         component, component_args = components.get(key, (None, None))
+        if key in FOLDER_OPTIONS:
+            shared.restricted_opts.add(key)
+            component_args = dict(component_args or {}, **shared.hide_dirs)  # hidden in the UI with --hide-ui-dir-config
         shared.opts.add_option(key, shared.OptionInfo(default, label, component, component_args, section=SECTION))

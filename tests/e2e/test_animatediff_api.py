@@ -287,6 +287,22 @@ def test_a_model_swap_in_the_middle_of_a_job_is_refused(webui, motion, baseline,
     assert_plain_request_unchanged(webui, baseline)
 
 
+def test_folder_settings_are_restricted_with_hide_ui_dir_config(webui, motion, tmp_path):
+    """Like the webui's own output folders: with --hide-ui-dir-config neither /sdapi/v1/options nor a
+    request's override_settings can point the extension at another folder."""
+    keys = ("animate_anyone_motion_dir", "animate_anyone_video_dir", "animate_anyone_weights_dir", "animate_anyone_dwpose_dir")
+    with webui.temporarily(extra_args=["--hide-ui-dir-config"]):
+        before = webui.get("/sdapi/v1/options").json()
+        assert all(key in before for key in keys)
+        webui.post("/sdapi/v1/options", {key: str(tmp_path) for key in keys})
+        after = webui.get("/sdapi/v1/options").json()
+        assert {key: after[key] for key in keys} == {key: before[key] for key in keys}
+        body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "formats": []},
+                          override_settings={"animate_anyone_motion_dir": str(tmp_path)}, override_settings_restore_afterwards=False)
+        ac.ok(webui, body)  # still finds the module in the admin's folders
+        assert webui.get("/sdapi/v1/options").json()["animate_anyone_motion_dir"] == before["animate_anyone_motion_dir"]
+
+
 XYZ_PLOT_STEPS = [4, "1, 5", [], 0, "", [], 0, "", [], True, False, False, False, False, False, False, 0, False]  # x: Steps 1, 5
 
 
