@@ -104,3 +104,21 @@ def test_restore_after_an_exception_inside_the_block(motion):
             assert all(f is not None for f in _forwards(motion))
             raise KeyError("inside")
     assert _forwards(motion) == [None] * 21
+
+
+def _out_of_memory_backend(graph_module, example_inputs):
+    def run(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    return run
+
+
+@torch.no_grad()
+def test_running_out_of_memory_is_raised_not_retried_eagerly(unet, motion):
+    torch._dynamo.reset()
+    x, t, c = unet_inputs(unet, 2 * FRAMES)
+    with inject(unet, motion, FRAMES):
+        with pytest.raises(torch.cuda.OutOfMemoryError):
+            with compiled_motion_modules(motion, backend=_out_of_memory_backend) as status:
+                unet(x, t, c)
+    assert status.fallback is None and _forwards(motion) == [None] * 21

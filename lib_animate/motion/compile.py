@@ -9,7 +9,8 @@ change, LayerNorm, the GEGLU, the position encoding and the residual adds.
   warning says why.
 * Guarded: if a compiled call raises where the eager call succeeds (no C++ compiler or Triton,
   an unsupported op, a compiler bug), the block warns once and runs every module eagerly from
-  then on; an error the eager code also raises is the caller's and propagates.
+  then on; an error the eager code also raises is the caller's and propagates, and so does
+  running out of memory (the job fails and restores, as it would eagerly).
 * Weights may change in place inside the block (motion LoRA merges use ``copy_``): compiled
   graphs read the parameters at run time, they are not frozen into them.
 * Graph count: torch >= 2.5 inlines nn.Module calls, so modules of the same shape share one
@@ -69,6 +70,12 @@ def _summary(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(lines)}"[:300]
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError (torch >= 1.13), or another backend's "out of memory" RuntimeError (MPS)."""
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(error, oom)) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
 def _guarded(module: TemporalTransformer, compiled, status: CompileStatus):
     eager = type(module).forward.__get__(module)
 
@@ -77,6 +84,8 @@ def _guarded(module: TemporalTransformer, compiled, status: CompileStatus):
             try:
                 return compiled(x, frames)
             except Exception as error:  # noqa: BLE001 - decided below by running the eager code
+                if is_out_of_memory(error):
+                    raise  # the job fails and restores, as it would eagerly; retrying eagerly would only thrash
                 out = eager(x, frames)  # an error the eager code shares propagates from here
                 status.fall_back(_summary(error))
                 return out

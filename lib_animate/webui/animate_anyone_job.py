@@ -215,6 +215,7 @@ class AnimateAnyoneJob(VideoJob):
             "reference_passes": self.reference_net.runs if self.reference_net is not None else 0,
             "fast_reference_attention": self._fast_reference() if self.settings is not None else False,
             "pose_fps": self.pose_clip.fps if self.pose_clip is not None else None,
+            **self._compile_info(),
         }
 
     def _release(self) -> None:

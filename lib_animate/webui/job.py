@@ -152,6 +152,7 @@ class VideoJob:
         self.model_state: Optional[ModelState] = None
         self.save_requested = False
         self.sampling = False
+        self.compile_status = None  # motion.compile.CompileStatus of the last sampling pass, with the setting on
         self.originals = {}
 
     @property
@@ -264,7 +265,7 @@ class VideoJob:
 
     def _info_extra(self) -> dict:
         """Mode-specific entries of the API's ``info.animate_anyone``."""
-        return {"mode": self.args.mode}
+        return {"mode": self.args.mode, **self._compile_info()}
 
     # --- wrapped p methods ------------------------------------------------------------------------
 
@@ -354,7 +355,12 @@ class VideoJob:
         if self.settings is not None and self.settings.compile:
             from ..motion.compile import compiled_motion_modules
 
-            stack.enter_context(compiled_motion_modules(motion_model))
+            self.compile_status = stack.enter_context(compiled_motion_modules(motion_model))
+
+    def _compile_info(self) -> dict:
+        """With the compile setting on: whether the motion modules ran compiled, or why they fell back."""
+        status = self.compile_status
+        return {} if status is None else {"compiled": status.active, "compile_fallback": status.fallback}
 
     def _offload_cached_weights_if_needed(self) -> bool:
         from modules import shared

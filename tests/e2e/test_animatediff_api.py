@@ -404,9 +404,12 @@ def test_compiled_motion_modules_give_the_same_video(webui, motion, baseline):
     eager = ac.frames_of(ac.ok(webui, ac.payload(args)))
     assert webui.post("/sdapi/v1/options", {"animate_anyone_compile": True}).ok
     try:
-        compiled = ac.frames_of(ac.ok(webui, ac.payload(args)))
+        data = ac.ok(webui, ac.payload(args))
+        compiled = ac.frames_of(data)
     finally:
         assert webui.post("/sdapi/v1/options", {"animate_anyone_compile": False}).ok
+    entry = data["info"]["animate_anyone"]
+    assert entry["compiled"] is True and entry["compile_fallback"] is None, entry
     assert _mean_abs(eager, compiled) < 0.5
     assert "compiling the motion modules failed" not in webui.log_tail(200)
     assert_plain_request_unchanged(webui, baseline)
