@@ -60,7 +60,8 @@ def _sampler_classes():
             return self.model_wrap
 
         def get_pred_x0(self, x_in, x_out, sigma):
-            a = self.alphas.to(x_in.device)[sigma.to(torch.long)].to(x_in.dtype)[:, None, None, None]
+            # Indexed on the CPU: the exact schedule is float64, which MPS devices cannot hold.
+            a = self.alphas[sigma.detach().cpu().to(torch.long)].to(x_in.device, x_in.dtype)[:, None, None, None]
             return a.sqrt() * x_in - (1 - a).sqrt() * x_out
 
     class AnimateAnyoneDDIMSampler(CompVisSampler):
