@@ -61,12 +61,16 @@ class MotionLibrary:
         return names
 
     def _resolve(self, name: str, subfolder: str, kind: str, available: List[str]) -> str:
-        if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        """Only a name from the folders' own listing is opened: a path, '..', a drive-relative name
+        ('C:x.ckpt' on Windows) or anything else that is not listed never reaches the file system."""
+        wanted = name.replace("\\", "/")
+        if os.path.isabs(name) or ".." in wanted.split("/") or ":" in wanted:
             raise RequestError(f"{kind} '{name}': give a file name from the {kind} folder, not a path")
-        for folder in self.folders:
-            path = os.path.join(folder, subfolder, name)
-            if os.path.isfile(path):
-                return path
+        if wanted in available:
+            for folder in self.folders:
+                path = os.path.join(folder, subfolder, *wanted.split("/"))
+                if os.path.isfile(path):
+                    return path
         where = " or ".join(f"'{os.path.join(f, subfolder)}'" for f in self.folders)
         shown = ", ".join(available[:10]) if available else "none"
         raise RequestError(f"{kind} '{name}' was not found in {where}. Available: {shown}.")
