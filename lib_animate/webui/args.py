@@ -94,7 +94,6 @@ class AnimateArgs:
 
 
 CONTROL_INPUTS = ("control_video", "control_video_path", "control_frames", "control_frames_dir", "control_pose_json")
-SERVER_PATH_FIELDS = ("control_video_path", "control_frames_dir", "control_masks_dir")
 _NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given",
                     "control_masks_dir", "init_video") + CONTROL_INPUTS
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
