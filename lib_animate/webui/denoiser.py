@@ -11,7 +11,6 @@ in the UNet output with per-row scalars that are equal across frames, so fusing 
 fusing the UNet outputs.
 """
 
-import os
 from typing import Any, Callable, List, Optional
 
 import torch
@@ -20,13 +19,7 @@ from ..sampling.context import apply_windows, context_windows
 from ..sampling.layout import FrameLayout
 from ..sampling.prompt_travel import interpolation_plan, travel_conds
 
-# Test-only switch (read by the end-to-end tests): raise inside the UNet call of this sampling step.
-FAIL_AT_STEP_ENV = "ANIMATE_ANYONE_TEST_FAIL_AT_STEP"
 WRAPPED_MARK = "_animate_anyone_windowed"
-
-
-class InjectedTestFailure(RuntimeError):
-    pass
 
 
 def _slice_rows(value: Any, rows: torch.Tensor, total: int) -> Any:
@@ -67,8 +60,6 @@ class WindowedInnerModel:
         self.on_call = on_call
         self.step = 0
         self.wrapped: List[Any] = []
-        fail = os.environ.get(FAIL_AT_STEP_ENV, "")
-        self.fail_at_step: Optional[int] = int(fail) if fail.strip().lstrip("-").isdigit() else None
 
     def install(self, inner_model) -> None:
         if vars(inner_model).get(WRAPPED_MARK) is self:
@@ -88,8 +79,6 @@ class WindowedInnerModel:
 
     def _forward_for(self, original: Callable) -> Callable:
         def forward(x, sigma, **kwargs):
-            if self.fail_at_step is not None and self.step >= self.fail_at_step:
-                raise InjectedTestFailure(f"{FAIL_AT_STEP_ENV}={self.fail_at_step}: failing on purpose at step {self.step}")
             frames = self.schedule.frames
             rows = x.shape[0]
             chunks = rows // frames

@@ -72,6 +72,12 @@ def payload(args=None, **overrides):
     return body
 
 
+def failing_at_step(body, step=2):
+    """``body`` with the marker that makes the test-only extension (tests/support/failure_injection)
+    raise inside the UNet call of sampling step ``step``."""
+    return dict(body, prompt=f"{body.get('prompt', '')} TEST_FAIL_AT_STEP_{step}".strip())
+
+
 def post(webui, path, body):
     return webui.post(path, body)
 

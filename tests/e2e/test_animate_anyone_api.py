@@ -187,12 +187,12 @@ def test_incomplete_or_wrong_weights_folder(webui, release, baseline, tmp_path):
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
 
 
-def test_an_exception_mid_sampling_restores_the_webui_unet(webui, release):
-    with webui.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
-        plain = ac.ok(webui, ac.payload(batch_size=2))["images"]
-        response = webui.post("/sdapi/v1/txt2img", aa(release, pose_json=pose_frames_json(4)))
-        assert response.status == 500 and "failing on purpose" in response.text()
-        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain
+def test_an_exception_mid_sampling_restores_the_webui_unet(webui, release, baseline):
+    body = aa(release, pose_json=pose_frames_json(4))
+    response = webui.post("/sdapi/v1/txt2img", ac.failing_at_step(body, 2))
+    assert response.status == 500 and "failing on purpose at step 2" in response.text()
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+    assert ac.ok(webui, body)["info"]["animate_anyone"]["frames"] == 4  # and the same job works afterwards
 
 
 def test_an_interrupted_job_restores_the_webui_unet(webui, release, baseline):

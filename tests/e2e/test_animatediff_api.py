@@ -267,12 +267,9 @@ def test_img2vid_pins_the_first_and_last_frames(webui, motion, baseline):
 
 
 def test_an_exception_mid_sampling_restores_everything(webui, motion, baseline):
-    with webui.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
-        plain_here = ac.ok(webui, ac.payload(batch_size=2))["images"]
-        response = webui.post("/sdapi/v1/txt2img", ac.payload({"enable": True, "motion_module": ac.V1_MODULE, "frames": 8,
-                                                                "motion_loras": [], "formats": ["GIF"]}))
-        assert response.status == 500 and "failing on purpose" in response.text()
-        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain_here
+    body = ac.payload({"enable": True, "motion_module": ac.V1_MODULE, "frames": 8, "motion_loras": [], "formats": ["GIF"]})
+    response = webui.post("/sdapi/v1/txt2img", ac.failing_at_step(body, 2))
+    assert response.status == 500 and "failing on purpose at step 2" in response.text()
     assert_plain_request_unchanged(webui, baseline)
 
 
@@ -309,14 +306,11 @@ XYZ_PLOT_STEPS = [4, "1, 5", [], 0, "", [], 0, "", [], True, False, False, False
 def test_an_xyz_plot_whose_second_cell_fails_leaves_the_model_as_it_was(webui, motion, baseline):
     """The X/Y/Z plot runs every cell on a copy of p, swallows a cell's exception and never closes the
     copies: the noise schedule (and everything else) must be undone by the sampling context itself."""
-    with webui.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
-        plain_here = ac.ok(webui, ac.payload(batch_size=2))["images"]
-        body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "formats": []})
-        body.update(script_name="x/y/z plot", script_args=XYZ_PLOT_STEPS)
-        response = webui.post("/sdapi/v1/txt2img", body)
-        assert response.ok, response.text()[:2000]
-        assert "failing on purpose at step 2" in webui.log_tail(300)  # the second cell (5 steps) failed
-        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain_here
+    body = ac.failing_at_step(ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "formats": []}), 2)
+    body.update(script_name="x/y/z plot", script_args=XYZ_PLOT_STEPS)
+    response = webui.post("/sdapi/v1/txt2img", body)
+    assert response.ok, response.text()[:2000]
+    assert "failing on purpose at step 2" in webui.log_tail(300)  # the second cell (5 steps) failed
     assert_plain_request_unchanged(webui, baseline)
 
 

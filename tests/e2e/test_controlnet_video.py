@@ -210,13 +210,12 @@ def test_low_vram_modes_give_the_same_video(cn):
 
 def test_an_exception_mid_sampling_leaves_controlnet_and_the_model_as_they_were(cn, baselines):
     """The bridge's hint rows and cache resets are undone by the sampling context, also when a UNet call
-    raises (a test-only switch makes the extension raise at step 2): the next plain and plain-ControlNet
-    generations are bit-identical to the ones before."""
+    raises (the test-only extension tests/support/failure_injection raises at step 2): the next plain and
+    plain-ControlNet generations are bit-identical to the ones before."""
     body = request(video_args(control_frames=[png_b64(f) for f in bar_frames()]), [unit(cf.CONTROLNET), ip_unit()], steps=4)
-    with cn.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
-        response = cn.post("/sdapi/v1/txt2img", body)
-        assert response.status == 500 and "failing on purpose" in response.text()
-        assert_unchanged(cn, baselines)
+    response = cn.post("/sdapi/v1/txt2img", ac.failing_at_step(body, 2))
+    assert response.status == 500 and "failing on purpose at step 2" in response.text()
+    assert_unchanged(cn, baselines)
     assert len(frames_of(ac.ok(cn, body))) == FRAMES  # and the same job works afterwards
 
 

@@ -3,7 +3,7 @@
     server = WebuiServer(prepared)              # prepared = webui_env.prepare_data_dir(...)
     server.start()                              # waits until the API answers
     server.post("/sdapi/v1/txt2img", {...}).json()
-    with server.temporarily(extra_env={"ANIMATE_ANYONE_TEST_FAIL_AT_STEP": "2"}):
+    with server.temporarily(extra_args=["--hide-ui-dir-config"]):
         ...                                     # restarted with the variable, restored afterwards
     server.stop()
 
