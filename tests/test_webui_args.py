@@ -6,7 +6,6 @@ import pytest
 
 from lib_animate.errors import InvalidInputError
 from lib_animate.webui.args import AnimateArgs, MotionLoraArg, parse_args
-from lib_animate.webui.compat_animatediff import looks_like_animatediff_payload, translate
 from lib_animate.webui.infotext import KEY, encode, pasted_fields
 from lib_animate.webui.ui import ui_fields, values_to_dict
 
@@ -65,42 +64,6 @@ def test_a_bare_dict_or_list_is_not_args():
         parse_args([{"enable": True}])
 
 
-def test_sd_webui_animatediff_payload_is_translated():
-    theirs = {
-        "model": "mm_sd15_v3.safetensors", "enable": True, "format": ["GIF", "PNG", "TXT", "Frame"],
-        "video_length": 0, "fps": 8, "loop_number": 0, "closed_loop": "R-P", "batch_size": 16, "stride": 1,
-        "overlap": -1, "interp": "Off", "interp_x": 10, "video_source": None, "video_path": "", "mask_path": "",
-        "freeinit_enable": False, "freeinit_filter": "butterworth", "freeinit_ds": 0.25, "freeinit_dt": 0.25,
-        "freeinit_iters": 3, "latent_power": 1, "latent_scale": 32, "last_frame": None, "latent_power_last": 1,
-        "latent_scale_last": 32, "request_id": "",
-    }
-    assert looks_like_animatediff_payload(theirs)
-    args = parse_args(translate(theirs))
-    assert args.motion_module == "mm_sd15_v3.safetensors" and args.enable
-    assert args.frames == 16 and args.context_length == 16 and args.context_overlap == 4
-    assert args.closed_loop is True and args.formats == ["GIF", "PNG"]
-    assert parse_args(translate({"closed_loop": "N", "video_length": 24, "batch_size": 8, "overlap": 2})).closed_loop is False
-
-
-def test_sd_webui_animatediff_video_fields_map_to_the_control_inputs():
-    ours = translate({"model": "x", "video_source": "/videos/dance.mp4", "video_path": "", "mask_path": "/masks"})
-    assert ours == {"motion_module": "x", "control_video_path": "/videos/dance.mp4", "control_masks_dir": "/masks"}
-    assert translate({"model": "x", "video_path": "/frames"})["control_frames_dir"] == "/frames"
-    args = parse_args(translate({"model": "x", "video_path": "/frames", "mask_path": "/masks"}))
-    assert args.control_frames_dir == "/frames" and args.control_masks_dir == "/masks"
-
-
-@pytest.mark.parametrize("values, message", [
-    ({"model": "x", "interp": "FILM"}, "'interp' = 'FILM' is not supported"),
-    ({"model": "x", "freeinit_enable": True}, "'freeinit_enable' = True is not supported"),
-    ({"model": "x", "closed_loop": "Z"}, "'closed_loop' must be one of"),
-    ({"model": "x", "frames": 16}, "use either their fields or ours"),
-])
-def test_sd_webui_animatediff_payload_errors(values, message):
-    with pytest.raises(InvalidInputError, match=message):
-        translate(values)
-
-
 def test_ui_values_become_the_api_dict():
     names = ui_fields(is_img2img=True)
     values = {name: None for name in names}
@@ -109,12 +72,14 @@ def test_ui_values_become_the_api_dict():
                   fusion="pyramid", noise_schedule="motion_module", prompt_interpolation="slerp",
                   motion_lora_0_name="zoom.ckpt", motion_lora_0_strength=0.5, motion_lora_1_name="None",
                   motion_lora_1_strength=1.0, motion_lora_2_name=None, motion_lora_2_strength=1.0,
-                  init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None, control_upload=None,
-                  control_stride=2.0, control_maps=False, init_video=None)
+                  init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None, latent_power_last=2.0,
+                  latent_scale_last=16.0, control_upload=None, control_stride=2.0, control_maps=False, init_video=None,
+                  pingpong=True)
     args = parse_args(values_to_dict([values[n] for n in names], is_img2img=True))
     assert args.control_stride == 2 and args.control_video is None and args.init_video is None
     assert args.frames == 16 and args.loop == 0 and args.motion_loras == [MotionLoraArg("zoom.ckpt", 0.5)]
     assert args.init_strength == 0.9 and args.formats == ["MP4"]
+    assert args.pingpong is True and (args.latent_power_last, args.latent_scale_last) == (2.0, 16.0)
 
 
 def test_infotext_round_trip_restores_every_field():

@@ -53,6 +53,8 @@ class AnimateDiffJob(VideoJob):
             self.p, self.args, self.settings.max_pose_frames, server_paths=not getattr(shared.cmd_opts, "hide_ui_dir_config", False),
             is_img2img=self.is_img2img, decode_base64=decode_base64_to_image,
         )
+        if self.args.compat is not None:  # an sd-webui-animatediff payload: its frame-count rules
+            self.args = self.args.compat.resolve(self.args, self.args.frames)
 
     def _prepare(self) -> None:
         from modules import devices
@@ -93,7 +95,9 @@ class AnimateDiffJob(VideoJob):
         if not p.all_prompts or not is_travel_prompt(p.all_prompts[0]):
             return
         travel = parse_travel_prompt(p.all_prompts[0], frames)
-        self.travel = PromptTravel(travel.indices, frames, self.args.closed_loop, self.args.prompt_interpolation)
+        args = self.args
+        loop = args.closed_loop if args.prompt_travel_loop is None else args.prompt_travel_loop
+        self.travel = PromptTravel(travel.indices, frames, loop, args.prompt_interpolation)
         keyframe_prompts = travel.prompts()
         per_frame = [keyframe_prompts[a] for a in self.travel.frame_keyframes()]
         p.all_prompts = per_frame * p.n_iter
@@ -171,7 +175,7 @@ class AnimateDiffJob(VideoJob):
             self.last_latent = self._encode_last_frame(first)
         a, b = img2vid_weights(
             self.frames, args.latent_power, args.latent_scale, last_image=self.last_latent is not None,
-            power_last=args.latent_power, scale_last=args.latent_scale, strength=args.init_strength,
+            power_last=args.latent_power_last, scale_last=args.latent_scale_last, strength=args.init_strength,
         )
         generator = torch.Generator().manual_seed(int(p.seeds[0]))
         noise = torch.randn((self.frames,) + tuple(first.shape[1:]), generator=generator).to(first.device, first.dtype)

@@ -43,7 +43,9 @@ class AnimateArgs:
     formats: List[str] = field(default_factory=lambda: ["GIF"])
     context_length: int = 0  # 0 = the motion module's window
     context_overlap: int = 4
-    closed_loop: bool = False
+    closed_loop: bool = False  # context windows wrap around (and prompt travel, unless prompt_travel_loop says)
+    prompt_travel_loop: Any = None  # None = as closed_loop; true/false: prompt travel interpolates last -> first or not
+    pingpong: bool = False  # videos play forward, then back (the reversed frames without the two ends)
     context_stride: int = 1
     fusion: str = "pyramid"
     noise_schedule: str = "motion_module"
@@ -52,6 +54,8 @@ class AnimateArgs:
     init_strength: float = 1.0  # img2img: how strongly the init image pins the first frame
     latent_power: float = 1.0
     latent_scale: float = 32.0
+    latent_power_last: float = 1.0  # img2img with last_frame: its pin fades as 1 - (F-1-i)^power / scale
+    latent_scale_last: float = 32.0
     last_frame: Any = None  # img2img: base64 string (API) or PIL image (UI)
     # animate_anyone mode
     reference_image: Any = None  # base64 string (API) or PIL image (UI)
@@ -78,6 +82,8 @@ class AnimateArgs:
     init_video: Any = None  # img2img: base64 string or bytes of a video, one init image per frame
     # names of the fields the request set explicitly (not part of the infotext)
     given: frozenset = field(default_factory=frozenset, compare=False)
+    # the request came as an sd-webui-animatediff payload: its rules (compat_animatediff.AnimateDiffCompat)
+    compat: Any = field(default=None, compare=False)
 
     def as_infotext_dict(self) -> Dict[str, Any]:
         """Every setting of this mode that shapes the result (images and videos are not repeated)."""
@@ -85,7 +91,7 @@ class AnimateArgs:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _NOT_IN_INFOTEXT or f.name in other_mode:
+            if f.name in _NOT_IN_INFOTEXT or f.name in other_mode or (f.name in _OMITTED_WHEN_NONE and value is None):
                 continue
             if f.name == "motion_loras":
                 value = [{"name": lora.name, "strength": lora.strength} for lora in value]
@@ -95,15 +101,20 @@ class AnimateArgs:
 
 CONTROL_INPUTS = ("control_video", "control_video_path", "control_frames", "control_frames_dir", "control_pose_json")
 _NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given",
-                    "control_masks_dir", "init_video") + CONTROL_INPUTS
+                    "control_masks_dir", "init_video", "compat") + CONTROL_INPUTS
+_OMITTED_WHEN_NONE = ("prompt_travel_loop",)
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
-_ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "init_strength",
-                     "latent_power", "latent_scale", "control_stride", "control_maps")
+_ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "prompt_travel_loop",
+                     "init_strength", "latent_power", "latent_scale", "latent_power_last", "latent_scale_last",
+                     "control_stride", "control_maps")
 _ANIMATE_ANYONE_ONLY = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler")
 
 
 def field_names() -> Tuple[str, ...]:
-    return tuple(f.name for f in fields(AnimateArgs) if f.name != "given")
+    return tuple(f.name for f in fields(AnimateArgs) if f.name not in _NOT_FIELDS)
+
+
+_NOT_FIELDS = ("given", "compat")  # attributes the job sets, never sent by a request
 
 
 # --- type checks --------------------------------------------------------------------------------
@@ -166,6 +177,12 @@ def _formats(name, value):
     return out
 
 
+def _optional_bool(name, value):
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidInputError(f"'{name}' must be true, false or null, got {value!r}")
+
+
 def _data(name, value):
     """A file's content: base64 text (API) or bytes (UI upload); decoded by the job."""
     if value is None or isinstance(value, (str, bytes, bytearray)):
@@ -212,6 +229,8 @@ _VALIDATORS = {
     "context_length": lambda n, v: _int(n, v, 0, MAX_FRAMES),
     "context_overlap": lambda n, v: _int(n, v, 0, MAX_FRAMES),
     "closed_loop": _bool,
+    "prompt_travel_loop": _optional_bool,
+    "pingpong": _bool,
     "context_stride": lambda n, v: _int(n, v, 1, 8),
     "fusion": lambda n, v: _choice(n, v, FUSIONS),
     "noise_schedule": lambda n, v: _choice(n, v, NOISE_SCHEDULES),
@@ -220,6 +239,8 @@ _VALIDATORS = {
     "init_strength": lambda n, v: _number(n, v, 0.0, 1.0),
     "latent_power": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=100),
     "latent_scale": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=10000),
+    "latent_power_last": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=100),
+    "latent_scale_last": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=10000),
     "last_frame": lambda n, v: v,  # decoded (and checked) by the job, which has the webui's image decoder
     "reference_image": lambda n, v: v,
     "pose_video": lambda n, v: v,
@@ -264,7 +285,8 @@ def has_init_video(args: "AnimateArgs") -> bool:
     return bool(_given(args, ("init_video",)))
 
 
-_PINNING_DEFAULTS = {"init_strength": 1.0, "latent_power": 1.0, "latent_scale": 32.0}
+_PINNING_DEFAULTS = {"init_strength": 1.0, "latent_power": 1.0, "latent_scale": 32.0, "latent_power_last": 1.0,
+                     "latent_scale_last": 32.0}
 
 
 def _check_video_inputs(args: "AnimateArgs") -> None:

@@ -60,6 +60,8 @@ def _value(name: str, text: str, default: Any) -> Any:
         return loras
     if isinstance(default, bool):
         return text.strip().lower() == "true"
+    if default is None and text.strip().lower() in ("true", "false"):  # an optional bool (prompt_travel_loop)
+        return text.strip().lower() == "true"
     if isinstance(default, int):
         return int(float(text))
     if isinstance(default, float):

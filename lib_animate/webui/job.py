@@ -21,6 +21,7 @@ The job object lives on ``p``; nothing about a job is global. The modes are subc
 
 import os
 from contextlib import ExitStack, nullcontext
+from dataclasses import replace
 from typing import Any, Optional, Sequence
 
 from ..errors import AnimateError
@@ -122,8 +123,10 @@ def args_from_script_args(script_args: Sequence[Any], ui_to_dict) -> AnimateArgs
         return AnimateArgs()
     first = script_args[0]
     if isinstance(first, dict):
-        values = translate(first) if looks_like_animatediff_payload(first) else first
-        return parse_args(values)
+        if looks_like_animatediff_payload(first):
+            values, compat = translate(first)
+            return replace(parse_args(values), compat=compat)
+        return parse_args(first)
     if isinstance(first, bool):
         return parse_args(ui_to_dict(script_args))
     raise RequestError(
@@ -400,14 +403,21 @@ class VideoJob:
             result.videos = 0
             result.message = "interrupted, no video was written"
         if result.videos == 0:
+            result.frames_index, result.returned_frames = (first if generated else None), generated
             result.message = result.message or "no complete video"
             processed.comments = (processed.comments or "") + f"\nAnimate Anyone: {result.message}."
             return
 
+        compat = args.compat  # an sd-webui-animatediff request: its file names, TXT and answer layout
         video_infotexts = []
+        video_frames = []  # per video, the indices (into the generated frames) of the frames its video shows
         first_video = (None, None)  # (folder, basename) of the first video, where extra clips are saved beside it
         for v in range(result.videos):
-            clip = all_frames[v * frames:(v + 1) * frames]
+            order = list(range(v * frames, (v + 1) * frames))
+            if args.pingpong:
+                order = outputs.pingpong(order)
+            video_frames.append(order)
+            clip = [all_frames[i] for i in order]
             index = v * frames
             text = self._video_infotext(index, v)
             video_infotexts.append(text)
@@ -417,10 +427,12 @@ class VideoJob:
             if folder is not None:
                 os.makedirs(folder, exist_ok=True)
                 basename = f"{images.get_next_sequence_number(folder, ''):05}-{p.all_seeds[index]}"
+                if compat is not None and compat.request_id:
+                    basename += f"-{compat.request_id}"
             if v == 0:
                 first_video = (folder, basename)
             video_items = outputs.write_video(v, clip, args.formats, options, folder, basename, want_bytes=p.is_api,
-                                              write_txt=bool(getattr(shared.opts, "save_txt", False)))
+                                              write_txt=bool(getattr(shared.opts, "save_txt", False) or (compat and compat.write_txt)))
             result.items.extend(video_items)
             if not p.is_api:
                 result.previews.append(outputs.preview_file(clip, options, video_items))
@@ -438,11 +450,20 @@ class VideoJob:
 
         count = result.videos * frames
         frame_infotexts = list(processed.infotexts[first:first + count])
-        if p.is_api:
+        if p.is_api and compat is not None:
+            trailing = [i for i in result.items if i.format != "PNG"]
+            returned = [i for order in video_frames for i in order] if compat.frames_in_answer else []
+            processed.images = [outputs.base64_item(i) for i in trailing] + [all_frames[i] for i in returned] + others
+            processed.infotexts = [video_infotexts[i.video] for i in trailing] + [frame_infotexts[i] for i in returned]
+            result.first_item_index = 0
+            result.frames_index = len(trailing) if returned else None
+            result.returned_frames = len(returned)
+        elif p.is_api:
             trailing = [i for i in result.items if i.format != "PNG"]
             processed.images = all_frames[:count] + [outputs.base64_item(i) for i in trailing] + others
             processed.infotexts = frame_infotexts + [video_infotexts[i.video] for i in trailing]
             result.first_item_index = count
+            result.frames_index, result.returned_frames = (0 if count else None), count
         else:
             processed.images = result.previews + all_frames[:count] + others
             extra_previews = len(result.previews) - len(video_infotexts)

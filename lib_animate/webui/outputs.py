@@ -5,7 +5,11 @@ Layout of ``processed.images`` afterwards:
 * API: every frame in order (PNG base64, as the webui returns images), then one base64 string
   per video and requested format (GIF, MP4, WEBM, WEBP; PNG frames add no item), then extra clips
   of the job (the control video), then whatever other scripts added (ControlNet's detected maps).
-  ``info`` gets an ``animate_anyone`` entry listing the frame count, fps and every trailing item.
+  ``info`` gets an ``animate_anyone`` entry listing the frame count, fps, where the frames start
+  (``frames_index``) and every video item with its index.
+* API, for a request in sd-webui-animatediff's fields: its layout -- per video, one item per
+  requested format (GIF, MP4, WEBP, WEBM), then the frames of every video (as in the video) only
+  when it asked for "Frame", then what other scripts added.
 * UI: an animated GIF/WebP per video first (the gallery shows file paths byte for byte, so it
   animates), then the frames.
 """
@@ -38,6 +42,8 @@ class VideoOutputs:
     interrupted: bool = False
     message: str = ""
     first_item_index: int = 0  # where the video items start in the API's images
+    frames_index: Optional[int] = None  # where the frames start in the API's images (None: not returned)
+    returned_frames: int = 0
     extra: dict = field(default_factory=dict)  # mode-specific facts for the info entry
 
     def api_entry(self, frames: int, fps: float) -> dict:
@@ -52,6 +58,8 @@ class VideoOutputs:
                 {"index": self.first_item_index + n, "video": i.video, "format": i.format, "path": i.path, "kind": i.kind}
                 for n, i in enumerate(trailing)
             ],
+            "frames_index": self.frames_index,
+            "returned_frames": self.returned_frames,
             "png_frames": [{"video": i.video, "path": i.path} for i in self.items if i.format == "PNG"],
             **self.extra,
         }
@@ -102,6 +110,11 @@ def write_video(
         with open(os.path.join(folder, f"{basename}.txt"), "w", encoding="utf8") as f:
             f.write(options.infotext)
     return items
+
+
+def pingpong(clip: list) -> list:
+    """Forward, then back: the reversed frames without the two ends (which would show twice in a loop)."""
+    return list(clip) + list(clip[-2:0:-1])
 
 
 def preview_file(frames: list, options: EncodeOptions, existing: List[VideoItem]) -> str:

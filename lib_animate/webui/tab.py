@@ -161,7 +161,9 @@ class Tab:
             c["fps"] = gr.Number(label="Output fps (0 = the pose's own)", value=0, minimum=0, elem_id=eid("fps"),
                                  tooltip="Playback speed of the video; the pose video's fps, or 8 for images and JSON, when 0")
             c["loop"] = gr.Number(label="Loop (GIF/WebP, 0 = forever)", value=0, precision=0, minimum=0, elem_id=eid("loop"))
-        c["formats"] = gr.CheckboxGroup(label="Save formats", choices=list(FORMATS), value=["MP4"], elem_id=eid("formats"))
+        with FormRow():
+            c["formats"] = gr.CheckboxGroup(label="Save formats", choices=list(FORMATS), value=["MP4"], elem_id=eid("formats"))
+            c["pingpong"] = gr.Checkbox(label="Ping-pong (forward, then back)", value=False, elem_id=eid("pingpong"))
         with gr.Accordion("Context windows (long pose sequences)", open=False, elem_id=eid("context")):
             with FormRow():
                 c["context_length"] = gr.Number(label="Context length (0 = 24)", value=0, precision=0, minimum=0, elem_id=eid("context_length"))

@@ -19,7 +19,7 @@ from .args import parse_args, pose_inputs_given
 TAB_FIELDS = (
     "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "fit", "pose_stride", "pose_fps",
     "pose_max_frames", "draw_face", "draw_hands", "width", "height", "fps", "steps", "cfg_scale", "seed", "sampler",
-    "loop", "formats", "context_length", "context_overlap", "closed_loop",
+    "loop", "formats", "pingpong", "context_length", "context_overlap", "closed_loop",
 )
 # The controls that change which pose frames the model sees.
 POSE_FIELDS = (
@@ -93,6 +93,7 @@ def args_dict(values: Dict[str, Any]) -> Dict[str, Any]:
         "sampler": values["sampler"],
         "loop": _whole(values["loop"]),
         "formats": list(values["formats"] or []),
+        "pingpong": bool(values["pingpong"]),
         "context_length": _whole(values["context_length"]),
         "context_overlap": _whole(values["context_overlap"]),
         "closed_loop": bool(values["closed_loop"]),

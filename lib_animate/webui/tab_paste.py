@@ -19,6 +19,7 @@ _JSON_FIELDS = {
     "context_length": int,
     "context_overlap": int,
     "closed_loop": bool,
+    "pingpong": bool,
     "pose_stride": int,
     "pose_fps": float,
     "pose_max_frames": int,

@@ -15,11 +15,12 @@ MOTION_LORA_ROWS = 3
 NO_LORA = "None"
 
 _COMMON_FIELDS = (
-    "enable", "mode", "motion_module", "frames", "fps", "loop", "formats",
+    "enable", "mode", "motion_module", "frames", "fps", "loop", "formats", "pingpong",
     "context_length", "context_overlap", "closed_loop", "context_stride", "fusion",
     "noise_schedule", "prompt_interpolation", "control_upload", "control_stride", "control_maps",
 )
-_IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "init_video")
+_IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "latent_power_last", "latent_scale_last",
+                   "init_video")
 _UPLOADS = ("last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "control_upload", "init_video")
 _ANIMATE_ANYONE_FIELDS = (
     "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "pose_stride", "pose_fps",
@@ -119,7 +120,10 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
                                            elem_id=eid("control_stride"), tooltip="Keep every n-th frame of every per-frame input")
                 control_maps = gr.Checkbox(label="Return ControlNet maps", value=defaults.control_maps, elem_id=eid("control_maps"),
                                            tooltip="Also return the hints ControlNet saw, as images after the videos and as a 'control' video")
-        formats = gr.CheckboxGroup(label="Save formats", choices=list(FORMATS), value=list(defaults.formats), elem_id=eid("formats"))
+        with FormRow():
+            formats = gr.CheckboxGroup(label="Save formats", choices=list(FORMATS), value=list(defaults.formats), elem_id=eid("formats"))
+            pingpong = gr.Checkbox(label="Ping-pong (forward, then back)", value=defaults.pingpong, elem_id=eid("pingpong"),
+                                   tooltip="The videos play the frames forward, then backward (without repeating the two ends)")
         with gr.Accordion("Context windows (videos longer than the motion module's window)", open=False):
             with FormRow():
                 context_length = gr.Number(label="Context length (0 = module's window)", value=defaults.context_length, precision=0, minimum=0, elem_id=eid("context_length"))
@@ -148,11 +152,14 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
                     latent_power = gr.Number(label="Fade power", value=defaults.latent_power, minimum=0.01, elem_id=eid("latent_power"))
                     latent_scale = gr.Number(label="Fade scale", value=defaults.latent_scale, minimum=0.01, elem_id=eid("latent_scale"))
                 last_frame = gr.Image(label="Last frame (optional)", type="pil", source="upload", elem_id=eid("last_frame"))
+                with FormRow():
+                    latent_power_last = gr.Number(label="Last-frame fade power", value=defaults.latent_power_last, minimum=0.01, elem_id=eid("latent_power_last"))
+                    latent_scale_last = gr.Number(label="Last-frame fade scale", value=defaults.latent_scale_last, minimum=0.01, elem_id=eid("latent_scale_last"))
             with gr.Accordion("Video to video", open=False):
                 init_video = gr.Video(label="Init video: each frame gets its own init image, at the denoising strength "
                                             "(replaces the image above; the first/last-frame pinning is not used)",
                                       source="upload", elem_id=eid("init_video"))
-            img2img_components = [init_strength, latent_power, latent_scale, last_frame, init_video]
+            img2img_components = [init_strength, latent_power, latent_scale, last_frame, latent_power_last, latent_scale_last, init_video]
         animate_anyone_components = [] if is_img2img else _animate_anyone_section(eid, defaults)
 
     def rescan():
@@ -162,7 +169,7 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
 
     refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
 
-    components = [enable, mode, motion_module, frames, fps, loop, formats, context_length, context_overlap,
+    components = [enable, mode, motion_module, frames, fps, loop, formats, pingpong, context_length, context_overlap,
                   closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation, control_upload, control_stride,
                   control_maps] + lora_components + img2img_components + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)

@@ -111,8 +111,10 @@ def image(b64: str) -> np.ndarray:
 
 
 def frames_of(data) -> list:
+    """The returned frames, wherever the answer's layout put them (``frames_index``)."""
     entry = data["info"]["animate_anyone"]
-    return [image(b) for b in data["images"][: entry["frames"] * max(entry["videos"], 1)]]
+    start = entry["frames_index"]
+    return [] if start is None else [image(b) for b in data["images"][start:start + entry["returned_frames"]]]
 
 
 def trailing(data):

@@ -188,12 +188,62 @@ def test_infotext_pasted_back_reproduces_the_video(webui, motion):
     assert again["images"][:8] == first["images"][:8]
 
 
-def test_sd_webui_animatediff_payload_under_our_key(webui, motion):
-    theirs = {"model": ac.MODULE, "enable": True, "video_length": 8, "fps": 8, "loop_number": 0, "closed_loop": "N",
-              "batch_size": 16, "stride": 1, "overlap": -1, "format": ["GIF", "PNG"], "interp": "Off", "interp_x": 10,
-              "video_source": None, "video_path": "", "latent_power": 1, "latent_scale": 32, "last_frame": None}
-    data = ac.ok(webui, ac.payload(theirs))
-    assert data["info"]["animate_anyone"]["frames"] == 8 and len(data["images"]) == 9
+# sd-webui-animatediff's documented API payload (docs/how-to-use.md), with a 4-frame clip in one window.
+THEIRS = {"model": ac.MODULE, "enable": True, "format": ["GIF", "MP4", "PNG", "Frame"], "video_length": 4, "fps": 8,
+          "loop_number": 0, "closed_loop": "R-P", "batch_size": 4, "stride": 1, "overlap": -1, "interp": "Off",
+          "interp_x": 10, "video_source": None, "video_path": "", "mask_path": "", "freeinit_enable": False,
+          "freeinit_filter": "butterworth", "freeinit_ds": 0.25, "freeinit_dt": 0.25, "freeinit_iters": 3,
+          "latent_power": 1, "latent_scale": 32, "last_frame": None, "latent_power_last": 1, "latent_scale_last": 32,
+          "request_id": ""}
+
+
+def test_sd_webui_animatediff_payload_gets_its_answer_layout(webui, motion):
+    """Videos first (GIF, MP4, WEBP, WEBM order), the frames only with "Frame", and the info says where."""
+    data = ac.ok(webui, ac.payload(THEIRS))
+    entry = data["info"]["animate_anyone"]
+    assert [(i["index"], i["format"]) for i in entry["items"]] == [(0, "GIF"), (1, "MP4")]
+    assert (entry["frames_index"], entry["returned_frames"], len(data["images"])) == (2, 4, 6)
+    assert len(read_video(base64.b64decode(data["images"][0])).frames) == 4
+    ours = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "context_length": 4,
+                                    "context_overlap": 1, "closed_loop": True, "formats": ["MP4"]}))
+    assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(ours), ac.frames_of(data)))  # the same generation
+    videos_only = ac.ok(webui, ac.payload(dict(THEIRS, format=["WEBM", "GIF"])))
+    entry = videos_only["info"]["animate_anyone"]
+    assert [(i["index"], i["format"]) for i in entry["items"]] == [(0, "GIF"), (1, "WEBM")]
+    assert len(videos_only["images"]) == 2 and entry["frames_index"] is None and entry["returned_frames"] == 0
+
+
+def test_sd_webui_animatediff_closed_loop_a_appends_the_reversed_frames(webui, motion):
+    plain = ac.frames_of(ac.ok(webui, ac.payload(THEIRS)))
+    data = ac.ok(webui, ac.payload(dict(THEIRS, closed_loop="A", format=["GIF", "Frame"])))
+    entry = data["info"]["animate_anyone"]
+    frames = ac.frames_of(data)
+    assert entry["frames"] == 4 and entry["returned_frames"] == 6 and entry["frames_index"] == 1
+    assert all(np.array_equal(a, b) for a, b in zip(frames[:4], plain))  # one window: the same generation
+    assert np.array_equal(frames[4], plain[2]) and np.array_equal(frames[5], plain[1])  # 0 1 2 3 2 1
+    assert len(read_video(base64.b64decode(data["images"][0])).frames) == 6
+    more = ac.ok(webui, ac.payload(dict(THEIRS, closed_loop="A", video_length=6, format=["GIF", "Frame"])))
+    assert more["info"]["animate_anyone"]["returned_frames"] == 6  # windows of 4 over 6 frames: no ping-pong
+
+
+def test_sd_webui_animatediff_request_id_and_txt_name_the_saved_files(webui, motion):
+    data = ac.ok(webui, dict(ac.payload(dict(THEIRS, format=["GIF", "TXT"], request_id="job-7")), save_images=True))
+    path = data["info"]["animate_anyone"]["items"][0]["path"]
+    assert os.path.basename(path).endswith("-job-7.gif"), path
+    with open(path[:-len(".gif")] + ".txt", encoding="utf8") as f:
+        assert f.read().startswith("a red fox running")
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"video_length": 2}, "send 'batch_size': 2 (or less) for 2 frames"),
+    ({"interp": "FILM"}, "send 'interp': 'Off'"),
+    ({"freeinit_enable": True}, "FreeInit is not implemented yet"),
+    ({"latent_scale_last": 0}, "'latent_scale_last' must be greater than 0"),
+    ({"reverse": [0]}, "'reverse' was merged into 'closed_loop'"),
+])
+def test_sd_webui_animatediff_fields_we_cannot_honour_are_refused(webui, motion, baseline, fields, words):
+    assert words in ac.rejected(webui, ac.payload(dict(THEIRS, **fields)))
+    assert_plain_request_unchanged(webui, baseline)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -358,7 +358,7 @@ def test_server_paths_are_refused_with_hide_ui_dir_config(cn, tmp_path):
     for i, frame in enumerate(bar_frames()):
         Image.fromarray(frame).save(folder / f"{i:03d}.png")
     # sd-webui-animatediff's payload: video_path -> control_frames_dir
-    theirs = {"enable": True, "model": ac.MODULE, "video_length": 0, "batch_size": 4, "overlap": 2, "format": [],
+    theirs = {"enable": True, "model": ac.MODULE, "video_length": 0, "batch_size": 4, "overlap": 2, "format": ["GIF"],
               "video_path": str(folder)}
     data = ac.ok(cn, request(theirs, [unit(cf.T2I_ADAPTER)]))
     assert data["info"]["animate_anyone"]["frames"] == FRAMES
