@@ -108,3 +108,30 @@ def test_fast_path_blocker_names_the_reason():
     block = nn.Module()
     block.attn1 = _OtherAttention()
     assert "not ldm's CrossAttention" in fast_path_blocker(block)
+
+
+def test_the_fast_path_runs_its_sdpa_under_the_webuis_kernel_choice(unets, bank):
+    """With the webui's "sdp-no-mem" the job passes without_memory_efficient_sdpa: every SDPA call of
+    the fast path runs inside it (and gives the same result where the kernel choice is moot)."""
+    from contextlib import contextmanager
+
+    from lib_animate.reference.reference_attention import without_memory_efficient_sdpa
+
+    denoising, _ = unets
+    entered = []
+
+    @contextmanager
+    def recording():
+        with without_memory_efficient_sdpa():
+            entered.append(1)
+            yield
+
+    x, t, embeds = denoiser_inputs(2 * FRAMES)
+    context = contexts((COND, UNCOND), embeds)
+    layout = FrameLayout(FRAMES, (COND, UNCOND))
+    with attend_to_reference(denoising, bank, layout, fast=True), torch.no_grad():
+        default = denoising(x, t, context=context)
+    with attend_to_reference(denoising, bank, layout, fast=True, sdpa_context=recording), torch.no_grad():
+        no_mem = denoising(x, t, context=context)
+    assert len(entered) == len(transformer_blocks(denoising))  # one SDPA call per block and UNet call
+    assert torch.equal(no_mem, default)

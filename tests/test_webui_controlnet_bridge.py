@@ -202,7 +202,7 @@ def test_through_the_window_wrapper_every_call_sees_exactly_its_rows():
             return x
 
     inner = Inner()
-    wrapper = WindowedInnerModel(schedule, FrameLayout(FRAMES), on_call=lambda window, chunks, kwargs, x: bridge.on_unet_call(window, chunks, x))
+    wrapper = WindowedInnerModel(schedule, FrameLayout(FRAMES), on_call=lambda window, roles, kwargs, x: bridge.on_unet_call(window, len(roles), x))
     wrapper.install(inner)
     expected = []
     for step, chunks in ((0, 2), (1, 1), (2, 2)):

@@ -42,8 +42,8 @@ change the batch size the kernels see, and with it their results (GEMM algorithm
 attention split heuristics). Separate cond and uncond calls do not pay it.
 """
 
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from contextlib import contextmanager, nullcontext
+from typing import Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -149,7 +149,19 @@ class _CachedReferenceKV:
         return self._kv[key]
 
 
-def _attend_fast(attn: nn.Module, normed: torch.Tensor, reference_kv: _CachedReferenceKV) -> torch.Tensor:
+def without_memory_efficient_sdpa():
+    """SDPA with every kernel but the memory-efficient one: the webui's "sdp-no-mem" attention
+    (which users pick where that kernel misbehaves or is not deterministic)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # torch >= 2.3
+    except ImportError:
+        return torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=True, enable_mem_efficient=False)
+    backends = [b for name, b in SDPBackend.__members__.items() if name not in ("ERROR", "EFFICIENT_ATTENTION")]
+    return sdpa_kernel(backends)
+
+
+def _attend_fast(attn: nn.Module, normed: torch.Tensor, reference_kv: _CachedReferenceKV,
+                 sdpa_context: Callable[[], ContextManager] = nullcontext) -> torch.Tensor:
     """softmax(q [k; k_ref]^T / sqrt(d)) [v; v_ref] per head, then to_out: attn1's formula."""
     rows, tokens, _ = normed.shape
     q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
@@ -161,7 +173,8 @@ def _attend_fast(attn: nn.Module, normed: torch.Tensor, reference_kv: _CachedRef
     def split_heads(t):  # (rows, n, heads * d) -> (rows, heads, n, d), a view
         return t.view(rows, t.shape[1], attn.heads, -1).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+    with sdpa_context():
+        out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
     return attn.to_out(out.transpose(1, 2).reshape(rows, tokens, -1))
 
 
@@ -169,11 +182,13 @@ RowSelection = Union[slice, torch.Tensor]
 
 
 @contextmanager
-def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayout, fast: bool = False) -> Iterator[ReferenceAttention]:
+def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayout, fast: bool = False,
+                        sdpa_context: Callable[[], ContextManager] = nullcontext) -> Iterator[ReferenceAttention]:
     """While active, self-attention of "cond" rows in ``unet`` also attends to the bank's tokens.
 
     ``layout`` is read at every call (the caller updates frames and chunk roles between calls).
-    ``fast`` opts in to the cached-K/V path for the blocks that allow it (see the module notes).
+    ``fast`` opts in to the cached-K/V path for the blocks that allow it (see the module notes);
+    its SDPA calls run under ``sdpa_context()`` (e.g. :func:`without_memory_efficient_sdpa`).
     """
     blocks = transformer_blocks(unet)
     _check_pairing(blocks, bank)
@@ -205,7 +220,7 @@ def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayou
 
         def with_reference(normed):
             if kv is not None:
-                return _attend_fast(block.attn1, normed, kv)
+                return _attend_fast(block.attn1, normed, kv, sdpa_context)
             return _attend_with_reference(block, normed, bank.tokens(path).to(device=normed.device, dtype=normed.dtype))
 
         def attending_body(x, context=None):

@@ -14,12 +14,12 @@ progress, interrupt and saving are reused), with
 * v-prediction with the zero-terminal-SNR linear schedule for the webui's samplers, or the exact
   "Animate Anyone DDIM" sampler (default).
 
-Which chunk of a UNet call is cond or uncond is read from its context: uncond rows carry the
-zero embedding. That holds whether the webui batches cond and uncond or runs them separately.
+Which chunk of a UNet call is cond or uncond comes from the webui's call order (cond rows first,
+then uncond; ``denoiser.chunk_roles``), whether it batches cond and uncond or runs them separately.
 """
 
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from typing import Optional
 
 import numpy as np
@@ -28,9 +28,8 @@ import torch
 from ..motion import check_compatible, inject
 from ..reference.image_encoder import encode_reference
 from ..reference.pose_features import PoseFeatures
-from ..reference.reference_attention import ReferenceNet
+from ..reference.reference_attention import ReferenceNet, without_memory_efficient_sdpa
 from ..reference.sampling_pass import animate_anyone_pass
-from ..sampling.layout import COND, UNCOND
 from ..sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
 from . import aa_sampler, infotext
 from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip
@@ -180,7 +179,8 @@ class AnimateAnyoneJob(VideoJob):
         stack.enter_context(inject(unet, self.weights.motion_model, self.window.length, self.layout))
         self._compile_motion_modules(stack, self.weights.motion_model)
         stack.enter_context(animate_anyone_pass(unet, self.reference_net, self.reference_latent, self.image_embeds,
-                                                self.layout, self.pose, fast_reference_attention=self._fast_reference()))
+                                                self.layout, self.pose, fast_reference_attention=self._fast_reference(),
+                                                sdpa_context=self._sdpa_context()))
 
     def _fast_reference(self) -> bool:
         """The cached reference K/V path computes plain softmax attention with SDPA: allowed where the
@@ -192,6 +192,16 @@ class AnimateAnyoneJob(VideoJob):
         return bool(self.settings.fast_reference and method in ("sdp", "sdp-no-mem", "xformers")
                     and not shared.opts.upcast_attn and not shared.loaded_hypernetworks)
 
+    @staticmethod
+    def _sdpa_context():
+        """The fast path's SDPA kernels as the webui's attention choice allows ("sdp-no-mem": no
+        memory-efficient kernel)."""
+        from modules import sd_hijack
+
+        if getattr(sd_hijack.model_hijack, "optimization_method", None) == "sdp-no-mem":
+            return without_memory_efficient_sdpa
+        return nullcontext
+
     def on_cfg_denoiser(self, params) -> None:
         super().on_cfg_denoiser(params)
         cond = params.text_cond
@@ -199,11 +209,8 @@ class AnimateAnyoneJob(VideoJob):
         params.text_cond = embeds.expand(cond.shape[0], -1, -1).contiguous()
         params.text_uncond = torch.zeros((params.text_uncond.shape[0],) + tuple(embeds.shape[1:]), device=cond.device, dtype=cond.dtype)
 
-    def _on_unet_call(self, frame_indices, chunks, kwargs, x) -> None:
+    def _on_unet_call(self, frame_indices, roles, kwargs, x) -> None:
         self.pose.select_frames(frame_indices)
-        context = kwargs["cond"]["c_crossattn"][0]
-        per_chunk = context.shape[0] // chunks
-        roles = [UNCOND if torch.count_nonzero(context[c * per_chunk]) == 0 else COND for c in range(chunks)]
         self.layout.set_roles(roles)
 
     # --- after the job ------------------------------------------------------------------------------

@@ -152,9 +152,9 @@ class AnimateDiffJob(VideoJob):
     def _extra_clips(self) -> list:
         return list(self.control_clips)
 
-    def _on_unet_call(self, frame_indices, chunks, kwargs, x) -> None:
+    def _on_unet_call(self, frame_indices, roles, kwargs, x) -> None:
         if self.bridge is not None:
-            self.bridge.on_unet_call(frame_indices, chunks, x)
+            self.bridge.on_unet_call(frame_indices, len(roles), x)
 
     def _init_context(self):
         # One VAE call over every init frame would need memory for all of them at full resolution.

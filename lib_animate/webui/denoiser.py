@@ -3,7 +3,11 @@
 The webui calls its inner model (k-diffusion's ``CompVisDenoiser`` or the timestep samplers'
 ``CompVisTimestepsDenoiser``) with ``N = chunks * frames`` rows: the cond clip, then the uncond
 clip, in one call or in separate calls (``batch_cond_uncond`` off, different token lengths,
-skipped uncond steps). :class:`WindowedInnerModel` replaces that object's ``forward`` at
+skipped uncond steps). Per ``CFGDenoiser.forward`` the rows arrive in one order: first every cond
+row (``text_cond``'s count), then the uncond rows unless that step skips them; so a chunk's role
+is known from where its rows fall in that sequence (:func:`chunk_roles`), with no look at the
+tensors. The job calls :meth:`WindowedInnerModel.begin_forward` from its ``on_cfg_denoiser``
+callback, which the webui runs once per forward, before any of its calls. :class:`WindowedInnerModel` replaces that object's ``forward`` at
 instance level for the job: each call is cut into context windows (the same frame indices in
 every chunk), the original forward runs per window with the motion modules' layout set to the
 window length, and the per-window outputs are fused with weights. Denoiser outputs are affine
@@ -11,12 +15,12 @@ in the UNet output with per-row scalars that are equal across frames, so fusing 
 fusing the UNet outputs.
 """
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
 from ..sampling.context import apply_windows, context_windows
-from ..sampling.layout import FrameLayout
+from ..sampling.layout import COND, UNCOND, FrameLayout
 from ..sampling.prompt_travel import interpolation_plan, travel_conds
 
 WRAPPED_MARK = "_animate_anyone_windowed"
@@ -31,6 +35,21 @@ def _slice_rows(value: Any, rows: torch.Tensor, total: int) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_slice_rows(v, rows, total) for v in value)
     return value
+
+
+def chunk_roles(first_row: int, chunks: int, frames: int, cond_rows: Optional[int]) -> Tuple[str, ...]:
+    """The role of each clip chunk of a call whose rows start at ``first_row`` of the forward's row
+    sequence (cond rows first, then uncond). ``cond_rows`` None: unknown, every chunk is cond."""
+    if cond_rows is None:
+        return (COND,) * chunks
+    return tuple(COND if first_row + c * frames < cond_rows else UNCOND for c in range(chunks))
+
+
+def rows_of(cond: Any) -> int:
+    """The batch rows of the webui's text conditioning (a tensor, or SDXL's dict of tensors)."""
+    if isinstance(cond, dict):
+        cond = next(iter(cond.values()))
+    return int(cond.shape[0])
 
 
 class WindowSchedule:
@@ -54,12 +73,20 @@ class WindowedInnerModel:
     def __init__(self, schedule: WindowSchedule, layout: FrameLayout, on_call: Optional[Callable] = None):
         self.schedule = schedule
         self.layout = layout
-        # on_call(frame_indices or None for all frames, chunks, kwargs of the call, x of the call):
-        # per-call set-up of other hooks (Animate Anyone: pose frames of the window, cond/uncond
-        # roles; ControlNet: the window's hint rows on x's device).
+        # on_call(frame_indices or None for all frames, roles of the clip chunks, kwargs of the call,
+        # x of the call): per-call set-up of other hooks (Animate Anyone: pose frames of the window,
+        # cond/uncond roles; ControlNet: the window's hint rows on x's device).
         self.on_call = on_call
         self.step = 0
+        self.cond_rows: Optional[int] = None  # cond rows of the current CFGDenoiser.forward
+        self.rows_seen = 0  # rows this forward has passed to the inner model so far
         self.wrapped: List[Any] = []
+
+    def begin_forward(self, step: int, cond_rows: Optional[int]) -> None:
+        """A new ``CFGDenoiser.forward``: its sampling step and how many cond rows it makes."""
+        self.step = int(step)
+        self.cond_rows = cond_rows
+        self.rows_seen = 0
 
     def install(self, inner_model) -> None:
         if vars(inner_model).get(WRAPPED_MARK) is self:
@@ -86,10 +113,12 @@ class WindowedInnerModel:
                 raise RuntimeError(
                     f"the denoiser got {rows} rows for a video of {frames} frames; the batch must hold whole clips"
                 )
+            roles = chunk_roles(self.rows_seen, chunks, frames, self.cond_rows)
+            self.rows_seen += rows
             if not self.schedule.active:
                 self.layout.set_frames(frames)
                 if self.on_call is not None:
-                    self.on_call(None, chunks, kwargs, x)
+                    self.on_call(None, roles, kwargs, x)
                 return original(x, sigma, **kwargs)
 
             def run(window):
@@ -98,7 +127,7 @@ class WindowedInnerModel:
                 window_kwargs = _slice_rows(kwargs, index, rows)
                 window_x = x[index]
                 if self.on_call is not None:
-                    self.on_call(list(window), chunks, window_kwargs, window_x)
+                    self.on_call(list(window), roles, window_kwargs, window_x)
                 out = original(window_x, sigma[index], **window_kwargs)
                 return out.reshape(chunks, len(window), *out.shape[1:])
 

@@ -30,7 +30,7 @@ from ..sampling.layout import FrameLayout
 from . import controlnet_units, outputs
 from .args import AnimateArgs, parse_args
 from .compat_animatediff import looks_like_animatediff_payload, translate
-from .denoiser import WindowedInnerModel, WindowSchedule
+from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
 from .errors import RequestError, as_request_error
 from .library import MotionLibrary, WeightsCache
 from .model_state import ModelState
@@ -242,7 +242,7 @@ class VideoJob:
             raise
 
     def on_cfg_denoiser(self, params) -> None:
-        self.windowed.step = int(params.sampling_step)
+        self.windowed.begin_forward(params.sampling_step, rows_of(params.text_cond))
         self.windowed.install(params.denoiser.inner_model)
 
     # --- mode hooks -----------------------------------------------------------------------------
@@ -256,8 +256,9 @@ class VideoJob:
     def _sampling(self, stack: ExitStack) -> None:
         """Enter everything p.sample runs under into ``stack`` (undone when sampling ends)."""
 
-    def _on_unet_call(self, frame_indices, chunks, kwargs, x) -> None:
-        """Before every UNet call of the denoiser: the call's frames (None = all), chunks, kwargs and x."""
+    def _on_unet_call(self, frame_indices, roles, kwargs, x) -> None:
+        """Before every UNet call of the denoiser: the call's frames (None = all), the roles of its clip
+        chunks (cond / uncond, from the webui's call order), kwargs and x."""
 
     def _init_context(self):
         """What the webui's p.init runs under (e.g. chunked VAE encoding of init frames)."""

@@ -66,7 +66,7 @@ def measure(cfg: BenchConfig, frame_counts: Sequence[int] = FRAME_COUNTS, log=pr
             fcfg = replace(cfg, frames=frames)
             x, t, context = make_inputs(fcfg)
             calls: List[int] = []
-            wrapper = WindowedInnerModel(schedule, layout, on_call=lambda window, chunks, kwargs, _x: calls.append(chunks * len(window or range(frames))))
+            wrapper = WindowedInnerModel(schedule, layout, on_call=lambda window, roles, kwargs, _x: calls.append(len(roles) * len(window or range(frames))))
             wrapper.install(inner)
             try:
                 def call():

@@ -1,0 +1,187 @@
+"""The job's hooks inside the webui's CFG denoiser, without a webui: ``WindowedInnerModel`` over a
+stand-in inner model that records its calls (the webui's inner model is a plain object whose
+``forward`` the job replaces per instance), the cond/uncond roles from the webui's call order, the
+window schedule and prompt travel."""
+
+import pytest
+import torch
+
+from lib_animate.sampling.context import context_windows, window_weights
+from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
+from lib_animate.sampling.prompt_travel import interpolation_plan, travel_conds
+from lib_animate.webui.denoiser import PromptTravel, WindowedInnerModel, WindowSchedule, chunk_roles, rows_of
+
+FRAMES = 6
+
+
+class RecordingInnerModel:
+    """Returns a per-row function of x, sigma and the context, so slicing mistakes show in the output."""
+
+    def __init__(self, layout):
+        self.layout = layout
+        self.calls = []
+
+    def forward(self, x, sigma, cond=None):
+        context = cond["c_crossattn"][0]
+        self.calls.append((x.shape[0], self.layout.frames))
+        return x * 2 + sigma[:, None, None, None] + context.mean(dim=(1, 2))[:, None, None, None]
+
+
+def cfg_rows(chunks, frames=FRAMES):
+    x = torch.randn(chunks * frames, 4, 2, 2)
+    sigma = torch.rand(chunks * frames)
+    context = torch.randn(chunks * frames, 3, 8)
+    return x, sigma, context
+
+
+def setup(frames=FRAMES, length=None, overlap=0, closed_loop=False, fusion="flat"):
+    layout = FrameLayout(frames)
+    schedule = WindowSchedule(frames, length or frames, overlap, closed_loop, 1, fusion)
+    seen = []
+    wrapper = WindowedInnerModel(schedule, layout, on_call=lambda window, roles, kwargs, x: seen.append((window, roles)))
+    inner = RecordingInnerModel(layout)
+    wrapper.install(inner)
+    return wrapper, inner, seen
+
+
+def run_forward(wrapper, inner, calls, cond_rows, step=0):
+    """One CFGDenoiser.forward as the webui makes it: ``calls`` = the row counts of its inner-model calls."""
+    wrapper.begin_forward(step, cond_rows)
+    outputs = []
+    for chunks in calls:
+        x, sigma, context = cfg_rows(chunks)
+        outputs.append(inner.forward(x, sigma, cond={"c_crossattn": [context]}))
+    return outputs
+
+
+# The webui's branches (modules/sd_samplers_cfg_denoiser.py, CFGDenoiser.forward), frames = batch size:
+@pytest.mark.parametrize("calls, cond_rows, expected", [
+    ([2], FRAMES, [(COND, UNCOND)]),  # batch_cond_uncond: one [cond; uncond] call
+    ([1, 1], FRAMES, [(COND,), (UNCOND,)]),  # batch_cond_uncond off, or prompts of different token lengths
+    ([1], FRAMES, [(COND,)]),  # skipped uncond (NGMS / skip early CFG), decided after the callback
+], ids=["batched", "separate", "skip-uncond"])
+def test_chunk_roles_come_from_the_webuis_call_order(calls, cond_rows, expected):
+    wrapper, inner, seen = setup()
+    run_forward(wrapper, inner, calls, cond_rows)
+    assert [roles for _, roles in seen] == expected
+    run_forward(wrapper, inner, calls, cond_rows, step=1)  # every forward starts over
+    assert [roles for _, roles in seen[len(expected):]] == expected
+
+
+def test_roles_do_not_depend_on_the_context_values():
+    """An uncond context that is not exactly zero (e.g. a negative prompt) is still uncond."""
+    assert chunk_roles(0, 2, FRAMES, FRAMES) == (COND, UNCOND)
+    assert chunk_roles(FRAMES, 1, FRAMES, FRAMES) == (UNCOND,)
+    assert chunk_roles(0, 3, FRAMES, 2 * FRAMES) == (COND, COND, UNCOND)
+    assert chunk_roles(0, 2, FRAMES, None) == (COND, COND)  # no callback ran: no CFG information
+
+
+def test_every_window_of_a_call_gets_the_calls_roles():
+    wrapper, inner, seen = setup(frames=10, length=4, overlap=1)
+    wrapper.begin_forward(0, 10)
+    x, sigma, context = cfg_rows(2, frames=10)
+    inner.forward(x, sigma, cond={"c_crossattn": [context]})
+    windows = [list(w) for w in context_windows(10, 4, 1, step=0, closed_loop=False, stride=1)]
+    assert [window for window, _ in seen] == windows
+    assert all(roles == (COND, UNCOND) for _, roles in seen)
+    assert all(rows == 2 * len(w) and frames == len(w) for (rows, frames), w in zip(inner.calls, windows))
+
+
+def test_a_single_window_call_is_passed_through_unchanged():
+    wrapper, inner, _ = setup()
+    x, sigma, context = cfg_rows(2)
+    wrapper.begin_forward(0, FRAMES)
+    got = inner.forward(x, sigma, cond={"c_crossattn": [context]})
+    wrapper.remove()
+    assert "forward" not in vars(inner)  # removed: the class's forward again
+    assert torch.equal(got, inner.forward(x, sigma, cond={"c_crossattn": [context]}))
+
+
+@pytest.mark.parametrize("fusion", ["flat", "pyramid"])
+def test_windows_slice_x_sigma_and_the_cond_dict_alike(fusion):
+    """Each window runs the original forward on its rows, with x, sigma and the cond dict sliced alike."""
+    frames, length, overlap = 10, 4, 2
+    wrapper, inner, _ = setup(frames=frames, length=length, overlap=overlap, fusion=fusion)
+    x, sigma, context = cfg_rows(2, frames=frames)
+    wrapper.begin_forward(0, frames)
+    got = inner.forward(x, sigma, cond={"c_crossattn": [context]})
+    wrapper.remove()
+    # The stand-in is per row, so every window's output equals the full call's rows; any fusion of
+    # equal values is that value -- unless rows were mixed up between windows or chunks.
+    full = inner.forward(x, sigma, cond={"c_crossattn": [context]})
+    assert torch.allclose(got, full, atol=1e-6)
+
+
+class CrossFrameInnerModel(RecordingInnerModel):
+    """Each row's output also depends on the other frames of its clip chunk in the call (as the
+    motion modules make it), so a window's output differs from the full call's."""
+
+    def forward(self, x, sigma, cond=None):
+        frames = self.layout.frames
+        clips = x.reshape(-1, frames, *x.shape[1:])
+        return (clips + clips.mean(dim=1, keepdim=True)).reshape(x.shape) + sigma[:, None, None, None]
+
+
+@pytest.mark.parametrize("fusion", ["flat", "pyramid"])
+def test_overlapping_windows_are_averaged_with_the_schedules_weights(fusion):
+    frames, length, overlap = 10, 4, 2
+    layout = FrameLayout(frames)
+    schedule = WindowSchedule(frames, length, overlap, False, 1, fusion)
+    wrapper = WindowedInnerModel(schedule, layout)
+    inner = CrossFrameInnerModel(layout)
+    wrapper.install(inner)
+    x, sigma, context = cfg_rows(2, frames=frames)
+    wrapper.begin_forward(0, frames)
+    got = inner.forward(x, sigma, cond={"c_crossattn": [context]}).reshape(2, frames, 4, 2, 2)
+    wrapper.remove()
+    # expected, written out: sum over windows of weight * window output, divided by the summed weights
+    total = torch.zeros(2, frames, 4, 2, 2)
+    weight_sum = torch.zeros(frames)
+    clips, sigmas = x.reshape(2, frames, 4, 2, 2), sigma.reshape(2, frames)
+    for window in context_windows(frames, length, overlap, step=0, closed_loop=False, stride=1):
+        index = list(window)
+        part = clips[:, index]
+        out = part + part.mean(dim=1, keepdim=True) + sigmas[:, index][..., None, None, None]
+        weights = window_weights(len(index), fusion)
+        total[:, index] += weights[None, :, None, None, None] * out
+        weight_sum[index] += weights
+    expected = total / weight_sum[None, :, None, None, None]
+    assert torch.allclose(got, expected, atol=1e-5)
+    full = inner.forward(x, sigma, cond={"c_crossattn": [context]}).reshape(2, frames, 4, 2, 2)
+    assert not torch.allclose(got, full, atol=1e-3)  # the windows did change the result
+
+
+def test_a_call_that_does_not_hold_whole_clips_is_refused():
+    wrapper, inner, _ = setup()
+    wrapper.begin_forward(0, FRAMES)
+    with pytest.raises(RuntimeError, match="must hold whole clips"):
+        inner.forward(torch.zeros(FRAMES + 1, 4, 2, 2), torch.zeros(FRAMES + 1), cond={"c_crossattn": [torch.zeros(FRAMES + 1, 3, 8)]})
+
+
+def test_window_schedule_is_the_engines_schedule_per_step():
+    schedule = WindowSchedule(12, 8, 4, closed_loop=True, stride=1, fusion="flat")
+    assert schedule.active
+    for step in range(3):
+        assert list(map(list, schedule.windows(step))) == list(map(list, context_windows(12, 8, 4, step=step, closed_loop=True, stride=1)))
+    assert not WindowSchedule(8, 8, 2, closed_loop=False, stride=1, fusion="flat").active
+
+
+def test_prompt_travel_replaces_each_frames_cond_by_its_keyframes_interpolation():
+    frames = 8
+    travel = PromptTravel([0, 4], frames, closed_loop=False, method="lerp")
+    assert travel.frame_keyframes() == [a for a, _, _ in interpolation_plan([0, 4], frames, closed_loop=False)]
+    text_cond = torch.randn(frames, 3, 8)
+    got = travel.conds(text_cond)
+    expected = travel_conds([text_cond[0], text_cond[4]], interpolation_plan([0, 4], frames, closed_loop=False), "lerp")
+    assert torch.equal(got, expected.to(text_cond.dtype))
+    assert torch.equal(got[0], text_cond[0]) and torch.allclose(got[2], (text_cond[0] + text_cond[4]) / 2, atol=1e-6)
+    # closed loop: the frames after the last keyframe travel back to the first
+    looped = PromptTravel([0, 4], frames, closed_loop=True, method="lerp").conds(text_cond)
+    assert torch.allclose(looped[6], (text_cond[4] + text_cond[0]) / 2, atol=1e-6) and not torch.allclose(got[6], looped[6])
+    other = torch.randn(frames * 2, 3, 8)  # not this video's layout (e.g. a hires pass with other prompts)
+    assert travel.conds(other) is other
+
+
+def test_rows_of_reads_tensors_and_sdxl_dicts():
+    assert rows_of(torch.zeros(5, 77, 8)) == 5
+    assert rows_of({"crossattn": torch.zeros(3, 77, 8), "vector": torch.zeros(3, 16)}) == 3
