@@ -43,3 +43,66 @@ def test_unlisted_files_are_not_found_and_nothing_outside_is_named(library, tmp_
         with pytest.raises(AnimateError, match="was not found") as caught:
             lib.module_path(name)
         assert "outside" not in str(caught.value) and "Available: mm_v2.safetensors, sub/mm_v3.ckpt" in str(caught.value)
+
+
+# --- the weights cache ----------------------------------------------------------------------------
+
+@pytest.fixture()
+def module_files(tmp_path):
+    from tests.support import motion_files
+
+    paths = []
+    for seed in (0, 1):
+        path = tmp_path / f"mm_{seed}.safetensors"
+        motion_files.save(motion_files.original_state("v2", seed=seed), str(path))
+        paths.append(str(path))
+    return paths
+
+
+def test_a_held_cache_is_not_offloaded_until_every_holder_lets_go(module_files):
+    import torch
+
+    from lib_animate.webui.library import WeightsCache
+
+    cache = WeightsCache()
+    cache.hold()
+    first = cache.motion_module(module_files[0], torch.device("cpu"), torch.float32)
+    assert cache.offload() is False and cache.cached  # a job holds it: nothing outside the job frees it
+    assert cache.motion_module(module_files[0], torch.device("cpu"), torch.float32) is first
+    cache.hold()
+    cache.let_go()
+    assert cache.offload() is False
+    cache.let_go()
+    assert cache.offload() is True and not cache.cached
+    assert cache.motion_module(module_files[0], torch.device("cpu"), torch.float32) is not first  # loaded again
+
+
+def test_changes_of_the_cache_from_other_threads_wait_for_a_load_in_progress(module_files, monkeypatch):
+    """The tab's handlers and the Settings page run outside the webui's queue lock: an offload while a
+    job is loading must neither interleave with the load nor leave a half-set cache."""
+    import threading
+    import time
+
+    import torch
+
+    from lib_animate.webui import library as library_module
+
+    real_load = library_module.load
+    loading = threading.Event()
+    events = []
+
+    def slow_load(path):
+        loading.set()
+        time.sleep(0.3)
+        events.append("loaded")
+        return real_load(path)
+
+    monkeypatch.setattr(library_module, "load", slow_load)
+    cache = library_module.WeightsCache()
+    loader = threading.Thread(target=lambda: cache.motion_module(module_files[1], torch.device("cpu"), torch.float32))
+    loader.start()
+    assert loading.wait(5)
+    assert cache.offload() is True  # waits for the load to finish, then offloads the complete entry
+    events.append("offloaded")
+    loader.join(5)
+    assert events == ["loaded", "offloaded"] and not cache.cached

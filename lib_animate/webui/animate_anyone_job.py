@@ -57,6 +57,12 @@ def pose_limits(settings) -> PoseLimits:
     )
 
 
+def latent_pixel_size(p):
+    """The size the webui samples at: its latents are width // 8 x height // 8, so poses and the
+    reference are prepared at that size times 8 (the pose guider's features then match the latent)."""
+    return p.width // 8 * 8, p.height // 8 * 8
+
+
 class AnimateAnyoneJob(VideoJob):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,7 +112,8 @@ class AnimateAnyoneJob(VideoJob):
                     f"so image LoRAs do not apply. Remove them (LoRAs belong to the AnimateDiff mode)."
                 )
         self.reference = decode_image(args.reference_image, "reference_image", decode_base64_to_image)
-        self.pose_clip = load_pose_clip(args, p.width, p.height, pose_limits(self.settings), decode_base64_to_image)
+        width, height = latent_pixel_size(p)
+        self.pose_clip = load_pose_clip(args, width, height, pose_limits(self.settings), decode_base64_to_image)
         self.layout.set_frames(self.frames)
         self._choose_sampler()
 
@@ -133,6 +140,7 @@ class AnimateAnyoneJob(VideoJob):
         self._check_model("Animate Anyone (it reuses the checkpoint's VAE)")
         device = shared.device
         dtype = devices.dtype_unet
+        self._hold_cache()
         self.weights = self.environment.cache.animate_anyone(self.settings.weights_dir, device, dtype)
         models = self.weights.models
         motion = self.weights.motion_model
@@ -163,7 +171,7 @@ class AnimateAnyoneJob(VideoJob):
         from modules import devices, shared
 
         p = self.p
-        fitted = fit_reference(self.reference, p.width, p.height, self.args.fit)
+        fitted = fit_reference(self.reference, *latent_pixel_size(p), self.args.fit)
         pixels = torch.from_numpy(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
         pixels = pixels.to(shared.device, dtype=devices.dtype_vae)
         posterior = p.sd_model.encode_first_stage(pixels)
@@ -228,5 +236,3 @@ class AnimateAnyoneJob(VideoJob):
     def _release(self) -> None:
         self.pose = None
         self.reference_latent = None
-        if self._offload_cached_weights_if_needed():
-            self.environment.cache.offload()

@@ -68,6 +68,7 @@ class AnimateDiffJob(VideoJob):
         self.motion_module_name, path = library.module_path(args.motion_module)
         unet = p.sd_model.model.diffusion_model
         device = next(unet.parameters()).device
+        self._hold_cache()
         self.motion_model = self.environment.cache.motion_module(path, device, devices.dtype_unet)
         check_compatible(unet, self.motion_model)
         length = self._context_windows(args.context_length or self.motion_model.max_frames,
@@ -207,8 +208,6 @@ class AnimateDiffJob(VideoJob):
         self.bridge = None
         if self.inputs is not None:
             self.inputs.cleanup()
-        if self._offload_cached_weights_if_needed():
-            self.environment.cache.offload()
 
     def _info_extra(self) -> dict:
         extra = super()._info_extra()

@@ -157,6 +157,8 @@ class VideoJob:
         self.sampling = False
         self.compile_status = None  # motion.compile.CompileStatus of the last sampling pass, with the setting on
         self.originals = {}
+        self.holds_cache = False
+        self.released = False
 
     @property
     def frames(self) -> int:
@@ -196,6 +198,29 @@ class VideoJob:
         self.error = as_request_error(error)
         controlnet_units.stand_down(self.p)
         self.restore()
+        self.release()
+
+    def release(self) -> None:
+        """Give back what the job holds (cached weights, temporary files, memory); idempotent. Runs
+        at the end of postprocess and when the job fails -- never only in p.close, which the X/Y/Z
+        plot does not call for its copies of p."""
+        if self.released:
+            return
+        self.released = True
+        try:
+            self._release()
+        finally:
+            if self.holds_cache:
+                self.holds_cache = False
+                self.environment.cache.let_go()
+            if self._offload_cached_weights_if_needed():
+                self.environment.cache.offload()
+
+    def _hold_cache(self) -> None:
+        """Before the job takes weights from the cache: nothing offloads them until it is released."""
+        if not self.holds_cache:
+            self.environment.cache.hold()
+            self.holds_cache = True
 
     def restore(self) -> None:
         """Undo everything that outlives p.sample (idempotent)."""
@@ -232,14 +257,15 @@ class VideoJob:
 
     def postprocess(self, processed) -> None:
         self.restore()
-        if self.error is not None:
-            return
         try:
-            self._write_outputs(processed)
+            if self.error is None:
+                self._write_outputs(processed)
         except Exception as e:
             # The frames are there; a video that could not be written must not lose them.
             processed.comments = (processed.comments or "") + f"\nAnimate Anyone: could not write the video: {e}"
             raise
+        finally:
+            self.release()
 
     def on_cfg_denoiser(self, params) -> None:
         self.windowed.begin_forward(params.sampling_step, rows_of(params.text_cond))
@@ -265,7 +291,7 @@ class VideoJob:
         return nullcontext()
 
     def _release(self) -> None:
-        """After the job: give memory back (weights caches)."""
+        """After the job (see ``release``): the mode's own memory and files."""
 
     def _info_extra(self) -> dict:
         """Mode-specific entries of the API's ``info.animate_anyone``."""
@@ -292,13 +318,17 @@ class VideoJob:
                 raise as_request_error(e) from e
             self.sampling = True
             stack.callback(setattr, self, "sampling", False)
-            return self.originals["sample"](*args, **kwargs)
+            try:
+                return self.originals["sample"](*args, **kwargs)
+            except BaseException:
+                self.release()  # postprocess will not run (and p.close may not either)
+                raise
 
     def _close(self, *args, **kwargs):
         original = self.originals["close"]
         try:
             self.restore()
-            self._release()
+            self.release()
         finally:
             self.detach()
             original(*args, **kwargs)

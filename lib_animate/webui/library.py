@@ -10,6 +10,7 @@ and motion-LoRA merges are undone in place before the job returns (even on excep
 """
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -118,19 +119,40 @@ def _folder_key(folder: str) -> Tuple:
 class WeightsCache:
     """The last video model (an AnimateDiff motion module or the Animate Anyone release, on its
     device and dtype) and the motion LoRAs used, keyed by file identity. One video model at a
-    time: switching modes frees the other's memory first."""
+    time: switching modes frees the other's memory first.
+
+    Jobs run one at a time under the webui's queue lock, but other code (the tab's handlers, the
+    Settings page) runs outside it. Every change of the cache therefore takes the cache's own lock,
+    and a job that uses the cached weights holds them (``hold`` ... ``let_go``): while any job holds
+    them, nothing offloads them.
+    """
 
     def __init__(self):
+        self._lock = threading.RLock()
+        self._holders = 0
         self._module: Optional[Tuple[Tuple, object]] = None
         self._loras: Dict[Tuple, MotionLoRA] = {}
 
+    def hold(self) -> None:
+        with self._lock:
+            self._holders += 1
+
+    def let_go(self) -> None:
+        with self._lock:
+            self._holders = max(0, self._holders - 1)
+
+    @property
+    def held(self) -> bool:
+        return self._holders > 0
+
     def _get(self, key: Tuple, make):
-        if self._module is not None and self._module[0] == key:
-            return self._module[1]
-        self._module = None  # drop the old one before loading the next (memory)
-        value = make()
-        self._module = (key, value)
-        return value
+        with self._lock:
+            if self._module is not None and self._module[0] == key:
+                return self._module[1]
+            self._module = None  # drop the old one before loading the next (memory)
+            value = make()
+            self._module = (key, value)
+            return value
 
     def motion_module(self, path: str, device: torch.device, dtype: torch.dtype) -> MotionModel:
         key = ("motion", _file_key(path), str(device), dtype)
@@ -154,16 +176,22 @@ class WeightsCache:
 
     def motion_lora(self, path: str) -> MotionLoRA:
         key = _file_key(path)
-        if key not in self._loras:
-            self._loras = {key: load_motion_lora(path), **{k: v for k, v in self._loras.items() if k != key}}
-            while len(self._loras) > 8:
-                self._loras.pop(next(reversed(self._loras)))
-        return self._loras[key]
+        with self._lock:
+            if key not in self._loras:
+                self._loras = {key: load_motion_lora(path), **{k: v for k, v in self._loras.items() if k != key}}
+                while len(self._loras) > 8:
+                    self._loras.pop(next(reversed(self._loras)))
+            return self._loras[key]
 
-    def offload(self) -> None:
-        """Forget the cached video model (low-VRAM mode, or on request): its memory is freed."""
-        self._module = None
+    def offload(self) -> bool:
+        """Forget the cached video model (low-VRAM mode, or on request) so its memory is freed --
+        unless a job holds it. Returns whether it was offloaded."""
+        with self._lock:
+            if self._holders:
+                return False
+            self._module = None
+            return True
 
-    def clear(self) -> None:
-        self._module = None
-        self._loras = {}
+    @property
+    def cached(self) -> bool:
+        return self._module is not None

@@ -187,12 +187,51 @@ def test_incomplete_or_wrong_weights_folder(webui, release, baseline, tmp_path):
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
 
 
+@pytest.mark.parametrize("width, height", [(100, 68), (72, 88)])
+def test_sizes_that_are_not_multiples_of_8_or_64_work(webui, release, baseline, width, height):
+    """The webui samples latents of width // 8 x height // 8 (and its UNet hijack joins skip connections
+    of odd sizes); the pose guider's features must have that size too."""
+    body = aa(release, pose_json=pose_frames_json(3))
+    body.update(width=width, height=height)
+    data = ac.ok(webui, body)
+    frames = ac.frames_of(data)
+    assert len(frames) == 3 and frames[0].shape[:2] == (height // 8 * 8, width // 8 * 8)
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
 def test_an_exception_mid_sampling_restores_the_webui_unet(webui, release, baseline):
     body = aa(release, pose_json=pose_frames_json(4))
     response = webui.post("/sdapi/v1/txt2img", ac.failing_at_step(body, 2))
     assert response.status == 500 and "failing on purpose at step 2" in response.text()
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
     assert ac.ok(webui, body)["info"]["animate_anyone"]["frames"] == 4  # and the same job works afterwards
+
+
+def test_a_weights_folder_changed_during_a_job_applies_to_the_next_job(webui, release, tmp_path):
+    """The tab's folder box (like /sdapi/v1/options) changes the setting outside the queue lock: the job
+    in progress keeps the weights it holds and finishes; the next job reads the new folder."""
+    body = aa(release, pose_json=pose_frames_json(8))
+    body.update(steps=30, width=96, height=96)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(response=webui.post("/sdapi/v1/txt2img", body)))
+    worker.start()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and webui.get("/sdapi/v1/progress").json()["state"]["sampling_step"] < 1:
+            time.sleep(0.2)
+        assert webui.post("/sdapi/v1/options", {"animate_anyone_weights_dir": str(tmp_path)}).ok  # an empty folder
+        assert worker.is_alive()  # the change really overlapped the job
+        worker.join(300)
+        data = result["response"]
+        assert data.ok, data.text()[:2000]
+        entry = __import__("json").loads(data.json()["info"])["animate_anyone"]
+        assert entry["frames"] == 8 and entry["videos"] == 1 and entry["interrupted"] is False
+        error = ac.rejected(webui, aa(release, pose_json=pose_frames_json(2)))
+        assert str(tmp_path) in error
+    finally:
+        worker.join(300)
+        assert webui.post("/sdapi/v1/options", {"animate_anyone_weights_dir": ""}).ok
+    assert ac.ok(webui, aa(release, pose_json=pose_frames_json(2)))["info"]["animate_anyone"]["frames"] == 2
 
 
 def test_an_interrupted_job_restores_the_webui_unet(webui, release, baseline):

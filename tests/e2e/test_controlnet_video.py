@@ -219,6 +219,23 @@ def test_an_exception_mid_sampling_leaves_controlnet_and_the_model_as_they_were(
     assert len(frames_of(ac.ok(cn, body))) == FRAMES  # and the same job works afterwards
 
 
+def test_an_xyz_plot_leaves_no_temporary_files_although_it_never_closes_its_copies(cn, tmp_path):
+    """What a job releases (here the control frames written for ControlNet) is released at the end of
+    postprocess, not only in p.close, which the X/Y/Z plot never calls for its copies of p."""
+    from tests.e2e.test_animatediff_api import XYZ_PLOT_STEPS
+
+    body = request(video_args(control_frames=[png_b64(f) for f in bar_frames()]), [unit(cf.T2I_ADAPTER)],
+                   script_name="x/y/z plot", script_args=[4, "1, 2"] + XYZ_PLOT_STEPS[2:])
+    assert cn.post("/sdapi/v1/options", {"temp_dir": str(tmp_path)}).ok
+    try:
+        response = cn.post("/sdapi/v1/txt2img", body)
+        assert response.ok, response.text()[:2000]
+        assert "Animate Anyone: " in response.json()["info"]  # the cells ran as video jobs
+    finally:
+        assert cn.post("/sdapi/v1/options", {"temp_dir": ""}).ok
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("animate-anyone-frames-")], os.listdir(tmp_path)
+
+
 # --- IP-Adapter -----------------------------------------------------------------------------------------
 
 def test_ip_adapter_with_windows_keeps_no_stale_keys_and_values(cn):
