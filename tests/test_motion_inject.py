@@ -214,9 +214,23 @@ def test_frames_over_the_window_and_wrong_width_are_refused_before_touching_the_
 
 @torch.no_grad()
 def test_half_precision_module_in_float_unet_and_back(unet, tmp_path):
-    """The module casts to its weights' dtype and returns the UNet's dtype (norms in float32)."""
-    model = _motion(tmp_path).to(torch.bfloat16)
+    """The module casts to its weights' dtype and returns the UNet's dtype (norms in float32): a bfloat16
+    module gives the float32 module's result to bfloat16 precision, and the UNet is float32 again after."""
+    import copy
+
+    full = _motion(tmp_path)
+    half = copy.deepcopy(full).to(torch.bfloat16)
     x, t, c = unet_inputs(unet, FRAMES)
-    with inject(unet, model, FRAMES):
+    snapshot = _snapshot(unet)
+    plain = unet(x, t, c)
+    with inject(unet, full, FRAMES):
+        reference = unet(x, t, c)
+    with inject(unet, half, FRAMES):
         out = unet(x, t, c)
-    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert out.dtype == torch.float32
+    change = (reference - plain).norm() / plain.norm()
+    assert change > 1e-2  # the module does act, so the comparison below means something
+    assert (out - reference).norm() / (reference - plain).norm() < 0.05  # bfloat16 rounding of the module's share
+    _assert_same(unet, snapshot)
+    assert torch.equal(unet(x, t, c), plain)
+    assert next(half.parameters()).dtype == torch.bfloat16  # the module keeps its own dtype

@@ -1,23 +1,52 @@
 """The script's argument contract (plain Python; the webui is not needed)."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from lib_animate.errors import InvalidInputError
-from lib_animate.webui.args import AnimateArgs, MotionLoraArg, parse_args
+from lib_animate.webui.args import AnimateArgs, MotionLoraArg, field_names, parse_args
 from lib_animate.webui.infotext import KEY, encode, pasted_fields
 from lib_animate.webui.ui import ui_fields, values_to_dict
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+# The README writes a few defaults in words.
+_WORDED_DEFAULTS = {"first found": "", "none": None, "—": None}
+
+
+def documented_fields():
+    """``{field: default}`` from the README's field table (the one headed ``| field | type | default |``)."""
+    lines = README.read_text(encoding="utf8").splitlines()
+    start = lines.index("| field | type | default | allowed / meaning |")
+    table = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        names = re.findall(r"`([a-z_]+)`", cells[0])
+        raw = cells[2]
+        quoted = re.findall(r"`([^`]*)`", raw)
+        values = [json.loads(q) for q in quoted] if quoted else [_WORDED_DEFAULTS[raw]] * len(names)
+        if len(values) == 1:
+            values = values * len(names)
+        assert len(values) == len(names), line
+        table.update(zip(names, values))
+    return table
+
+
 def test_defaults_match_the_documented_table():
-    args = parse_args({})
-    assert (args.enable, args.mode, args.motion_module, args.frames, args.fps, args.loop) == (False, "animatediff", "", 16, 8.0, 0)
-    assert args.formats == ["GIF"]
-    assert (args.context_length, args.context_overlap, args.closed_loop) == (0, 4, False)
-    assert args.noise_schedule == "motion_module"
-    assert args.motion_loras == []
-    assert (args.init_strength, args.last_frame) == (1.0, None)
+    """Every field is in the README's table with the default the code has, and nothing else is."""
+    table = documented_fields()
+    assert set(table) == set(field_names())
+    defaults = parse_args({})
+    for name, documented in table.items():
+        actual = getattr(defaults, name)
+        if name == "motion_loras":
+            actual = []
+        assert actual == documented, (name, actual, documented)
 
 
 def test_a_full_request_parses():

@@ -86,21 +86,38 @@ def test_pose_video_with_stride_fps_and_max_frames(webui, release):
 
 
 def test_pose_frames_list(webui, release):
+    """Pose images drawn as the JSON path draws them give exactly the JSON path's video, in list order."""
     from PIL import Image
 
-    from lib_animate.pose import parse_pose_json, render_pose
+    from lib_animate.pose import RenderOptions, parse_pose_json, render_pose_sequence
 
-    images = [_b64_png(Image.fromarray(render_pose(f, 32, 48))) for f in parse_pose_json(pose_frames_json(3))]
-    data = ac.ok(webui, aa(release, pose_frames=images))
-    assert data["info"]["animate_anyone"]["frames"] == 3
+    poses = parse_pose_json(pose_frames_json(3), canvas_size=(SIZE, SIZE))
+    drawn = render_pose_sequence(poses, 8, SIZE, SIZE, options=RenderOptions(hands=True, face=True)).frames
+    images = [_b64_png(Image.fromarray(frame)) for frame in drawn]
+    from_images = ac.frames_of(ac.ok(webui, aa(release, pose_frames=images)))
+    from_json = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(3))))
+    assert len(from_images) == 3 and all(np.array_equal(a, b) for a, b in zip(from_images, from_json))
+    reversed_order = ac.frames_of(ac.ok(webui, aa(release, pose_frames=images[::-1])))
+    assert not np.array_equal(reversed_order[0], from_images[0])  # the list order is the frame order
+
+
+def _mean_abs(a, b):
+    return float(np.mean([np.abs(x.astype(np.int16) - y).mean() for x, y in zip(a, b)]))
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "DDIM", "DPM++ 2M"])
 def test_webui_samplers_with_v_prediction(webui, release, baseline, sampler):
-    data = ac.ok(webui, aa(release, pose_json=pose_frames_json(4), sampler=sampler))
+    """The webui's samplers read the model's output as v (Animate Anyone is a v-prediction model): from
+    the same noise they land near the exact sampler's video, much nearer than another seed's video --
+    reading v as eps lands far from both."""
+    exact_body = dict(aa(release, pose_json=pose_frames_json(4)), steps=12)
+    data = ac.ok(webui, dict(aa(release, pose_json=pose_frames_json(4), sampler=sampler), steps=12))
     assert data["info"]["animate_anyone"]["sampler"] == sampler
     frames = ac.frames_of(data)
-    assert len(frames) == 4 and all(np.isfinite(f).all() for f in frames)
+    exact = ac.frames_of(ac.ok(webui, exact_body))
+    other_seed = ac.frames_of(ac.ok(webui, dict(exact_body, seed=99)))
+    assert len(frames) == 4 and min(float(f.std()) for f in frames) > 2  # not blank
+    assert _mean_abs(frames, exact) < 0.5 * _mean_abs(other_seed, exact), (_mean_abs(frames, exact), _mean_abs(other_seed, exact))
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
 
 
@@ -113,8 +130,18 @@ def test_split_cond_uncond_passes_give_the_same_clip(webui, release):
 
 def test_long_pose_sequence_uses_context_windows(webui, release, baseline):
     data = ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2, formats=["MP4"]))
-    assert len(read_video(ac.trailing(data)[0][1]).frames) == 14
-    assert data["info"]["animate_anyone"]["reference_passes"] == 1
+    windowed = ac.frames_of(data)
+    assert len(read_video(ac.trailing(data)[0][1]).frames) == 14 and len(windowed) == 14
+    assert data["info"]["animate_anyone"]["reference_passes"] == 1  # one reference pass serves every window
+    assert "context_length=8" in data["info"]["infotexts"][0]
+    whole = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=14)))
+    assert _mean_abs(windowed, whole) > 0.5  # the windows did change what the motion module saw
+    # one window: closed_loop has nothing to wrap; with windows it changes the result
+    short = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=8)))
+    short_looped = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=8, closed_loop=True)))
+    assert all(np.array_equal(a, b) for a, b in zip(short, short_looped))
+    looped = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2, closed_loop=True)))
+    assert _mean_abs(windowed, looped) > 0.5
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
 
 
@@ -125,7 +152,7 @@ def _dwpose_missing(release):
 @pytest.mark.parametrize("fields, words", [
     ({"reference_image": None}, "'reference_image' is missing"),
     ({"reference_image": base64.b64encode(b"this is no image").decode()}, "'reference_image' is not a readable image"),
-    ({"pose_video": base64.b64encode(b"\x00\x01 not a video" * 20).decode()}, "pose"),
+    ({"pose_video": base64.b64encode(b"\x00\x01 not a video" * 20).decode()}, "'pose_video': the uploaded data (280 bytes) is a file of unknown type, not a video"),
     ({"pose_frames": []}, "no pose input"),
     ({"pose_json": [{"people": [{"pose_keypoints_2d": [0.5, 0.5]}]}]}, "pose_keypoints_2d"),
     ({"pose_json": pose_frames_json(2), "pose_video": "AAAA"}, "several pose inputs at once"),

@@ -100,17 +100,34 @@ def test_split_cond_uncond_passes_give_the_same_clip(webui, motion):
     assert _mean_abs(batched, split) < 1.0  # the same clip up to float rounding (a broken layout differs by tens)
 
 
+LONG_PROMPT = "a red fox running in the snow, " + "very detailed fur, " * 30  # > 75 tokens: 154 vs the negative's 77
+
+
 def test_prompts_of_different_token_lengths_run_in_separate_passes(webui, motion):
-    long_prompt = "a red fox running in the snow, " + "very detailed fur, " * 30  # > 75 tokens: 154 vs 77
+    """Cond (154 tokens) and uncond (77) cannot share a UNet call: the webui runs the cond clip, then the
+    uncond clip. At CFG scale 1 the result is the cond pass alone, so it must equal the same job with a
+    negative prompt of the same length (one batched [cond; uncond] call) -- whatever the negative says."""
     args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
-    data = ac.ok(webui, ac.payload(args, prompt=long_prompt, override_settings={"pad_cond_uncond": False, "batch_cond_uncond": True}))
-    assert len(data["images"]) == 8
+    settings = {"pad_cond_uncond": False, "pad_cond_uncond_v0": False, "batch_cond_uncond": True}
+    separate = ac.frames_of(ac.ok(webui, ac.payload(args, prompt=LONG_PROMPT, cfg_scale=1.0, override_settings=settings)))
+    batched = ac.frames_of(ac.ok(webui, ac.payload(args, prompt=LONG_PROMPT, negative_prompt=LONG_PROMPT.replace("fox", "owl"),
+                                                   cfg_scale=1.0, override_settings=settings)))
+    assert len(separate) == 8 and _mean_abs(separate, batched) < 0.5
+    guided = ac.frames_of(ac.ok(webui, ac.payload(args, prompt=LONG_PROMPT, override_settings=settings)))
+    assert _mean_abs(guided, separate) > 1  # CFG 7 does use the separate uncond pass
 
 
 @pytest.mark.parametrize("settings", [{"skip_early_cond": 0.5}, {"s_min_uncond": 100.0}])
 def test_skipped_uncond_steps_work(webui, motion, settings):
-    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}, override_settings=settings))
-    assert len(data["images"]) == 8
+    """Steps without an uncond pass hand the UNet the cond clip only. At CFG scale 1 skipping changes
+    nothing, so the video equals the one without skipping; at CFG 7 it does change it."""
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    skipped = ac.frames_of(ac.ok(webui, ac.payload(args, cfg_scale=1.0, override_settings=settings)))
+    full = ac.frames_of(ac.ok(webui, ac.payload(args, cfg_scale=1.0)))
+    assert len(skipped) == 8 and _mean_abs(skipped, full) < 0.5
+    data = ac.ok(webui, ac.payload(args, override_settings=settings))
+    assert _mean_abs(ac.frames_of(data), ac.frames_of(ac.ok(webui, ac.payload(args)))) > 0.1  # NGMS skips every other step only
+    assert ("Skip Early CFG" in data["info"]["infotexts"][0]) or ("NGMS" in data["info"]["infotexts"][0])
 
 
 @pytest.mark.parametrize("sampler", ["DDIM", "PLMS", "UniPC", "DPM++ 2M", "Euler a"])
@@ -120,21 +137,34 @@ def test_samplers(webui, motion, sampler, baseline):
     assert_plain_request_unchanged(webui, baseline)
 
 
-@pytest.mark.parametrize("module", [ac.V1_MODULE, ac.V3_MODULE])
-def test_other_versions(webui, motion, module, baseline):
-    data = ac.ok(webui, ac.payload({"enable": True, "motion_module": module, "frames": 8, "formats": []}))
-    assert len(data["images"]) == 8
+@pytest.mark.parametrize("module, version", [(ac.V1_MODULE, "v1"), (ac.V3_MODULE, "v3")])
+def test_other_versions(webui, motion, module, version, baseline):
+    """Each version is recognised (the infotext names it) and acts: its video differs from the webui's
+    own batch and from the v2 module's video."""
+    args = {"enable": True, "motion_module": module, "frames": 8, "formats": [], "noise_schedule": "checkpoint"}
+    data = ac.ok(webui, ac.payload(args))
+    frames = ac.frames_of(data)
+    assert len(frames) == 8 and f"motion_module_version={version}" in data["info"]["infotexts"][0]
+    plain = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8))["images"]]
+    v2 = ac.frames_of(ac.ok(webui, ac.payload(dict(args, motion_module=ac.MODULE))))
+    assert _mean_abs(frames, plain) > 0.5 and _mean_abs(frames, v2) > 0.5
     assert_plain_request_unchanged(webui, baseline)
 
 
 def test_long_video_uses_context_windows(webui, motion, baseline):
     args = {"enable": True, "motion_module": ac.MODULE, "frames": 12, "context_length": 8, "context_overlap": 2, "formats": ["MP4"]}
     data = ac.ok(webui, ac.payload(args))
-    assert len(read_video(ac.trailing(data)[0][1]).frames) == 12
-    looped = ac.ok(webui, ac.payload(dict(args, closed_loop=True)))
-    assert looped["images"][:12] != data["images"][:12]
-    flat = ac.ok(webui, ac.payload(dict(args, fusion="flat")))
-    assert flat["images"][:12] != data["images"][:12]
+    windowed = ac.frames_of(data)
+    assert len(read_video(ac.trailing(data)[0][1]).frames) == 12 and "context_length=8" in data["info"]["infotexts"][0]
+    whole = ac.frames_of(ac.ok(webui, ac.payload(dict(args, context_length=12))))
+    assert _mean_abs(windowed, whole) > 0.5  # the motion module saw windows of 8, not the whole clip
+    looped = ac.frames_of(ac.ok(webui, ac.payload(dict(args, closed_loop=True))))
+    flat = ac.frames_of(ac.ok(webui, ac.payload(dict(args, fusion="flat"))))
+    assert _mean_abs(looped, windowed) > 0.5 and _mean_abs(flat, windowed) > 0.1
+    # one window: closed loop and fusion have nothing to act on
+    short = dict(args, frames=8)
+    one = ac.frames_of(ac.ok(webui, ac.payload(short)))
+    assert all(np.array_equal(a, b) for a, b in zip(one, ac.frames_of(ac.ok(webui, ac.payload(dict(short, closed_loop=True, fusion="flat"))))))
     assert_plain_request_unchanged(webui, baseline)
 
 
@@ -433,12 +463,19 @@ def test_image_loras_and_embeddings_keep_working(webui, motion, baseline):
 
 
 def test_hires_fix_runs_both_passes_with_the_motion_modules(webui, motion, baseline):
+    """The hires pass runs inside the job: with the identity (zero) motion module and the checkpoint's
+    schedule the video is bit for bit the webui's own hires batch; with a real module it differs."""
+    hires = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
     args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}
-    data = ac.ok(webui, ac.payload(args, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2,
-                                   denoising_strength=0.6))
+    data = ac.ok(webui, ac.payload(args, **hires))
     frames = ac.frames_of(data)
     assert len(frames) == 8 and frames[0].shape == (96, 96, 3)
     assert read_video(ac.trailing(data)[0][1]).frames.shape[1:3] == (96, 96)
+    zero = ac.frames_of(ac.ok(webui, ac.payload(dict(args, motion_module=ac.ZERO_MODULE, noise_schedule="checkpoint"), **hires)))
+    plain = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8, **hires))["images"]]
+    assert all(np.array_equal(a, b) for a, b in zip(zero, plain))
+    real = ac.frames_of(ac.ok(webui, ac.payload(dict(args, noise_schedule="checkpoint"), **hires)))
+    assert _mean_abs(real, zero) > 0.5
     assert_plain_request_unchanged(webui, baseline)
 
 
