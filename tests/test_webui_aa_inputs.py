@@ -97,9 +97,59 @@ def test_pose_video_bytes_and_base64_with_stride_and_fps():
 
 
 def test_pose_frames_list():
-    frames = [Image.fromarray(f) for f in skeletons(3, (32, 32))]
+    """Images in list order, PIL or encoded alike; at the generation size they are used as they are."""
+    frames = [Image.fromarray(f) for f in skeletons(3)]
     clip = load_pose_clip(args(pose_frames=frames + [png_bytes(frames[0])]), 48, 64, LIMITS)
     assert len(clip.frames) == 4 and clip.frames[0].shape == (64, 48, 3)
+    assert all(np.array_equal(got, np.asarray(want)) for got, want in zip(clip.frames, frames + [frames[0]]))
+    small = load_pose_clip(args(pose_frames=[Image.fromarray(f) for f in skeletons(2, (24, 32))]), 48, 64, LIMITS)
+    assert small.frames[0].shape == (64, 48, 3)  # resized to the generation size
+
+
+@pytest.fixture()
+def decodes(monkeypatch):
+    """Counts full image decodes (PIL's load); reading a header does not decode."""
+    from PIL import ImageFile
+
+    count = []  # one entry per image decoded (PIL calls load again on an image it has decoded)
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        if self.size and all(image is not self for image in count):
+            count.append(self)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return count
+
+
+def test_image_inputs_are_capped_by_their_headers_before_decoding(monkeypatch, decodes):
+    from lib_animate.webui import aa_inputs
+
+    monkeypatch.setattr(aa_inputs, "MAX_TOTAL_PIXELS", 3 * 48 * 64)  # three 48 x 64 images
+    image = Image.fromarray(skeletons(1)[0])
+    big = png_bytes(image.resize((48 * 2, 64 * 2)))
+    with pytest.raises(InvalidInputError, match="'reference_image' holds more than 0 megapixels"):
+        decode_image(big, "reference_image")
+    with pytest.raises(InvalidInputError, match="'last_frame' holds more than"):
+        decode_image(base64.b64encode(big).decode(), "last_frame", decode_base64=lambda text: Image.open(io.BytesIO(base64.b64decode(text))))
+    assert decodes == []
+    encoded = [png_bytes(Image.fromarray(f)) for f in skeletons(4)]
+    with pytest.raises(InvalidInputError, match="'pose_frames' holds more than"):
+        load_pose_clip(args(pose_frames=encoded), 48, 64, LIMITS)
+    assert len(decodes) == 3  # the fourth image was refused from its header
+    assert len(load_pose_clip(args(pose_frames=encoded[:3]), 48, 64, LIMITS).frames) == 3
+
+
+def test_a_pose_frame_list_longer_than_allowed_is_refused_before_decoding(decodes):
+    encoded = [png_bytes(Image.fromarray(f)) for f in skeletons(12)]
+    with pytest.raises(InvalidInputError, match="more than 10 frames"):
+        load_pose_clip(args(pose_frames=encoded), 48, 64, LIMITS)
+    assert decodes == []
+    clip = load_pose_clip(args(pose_frames=encoded, pose_max_frames=4), 48, 64, LIMITS)
+    assert len(clip.frames) == 4 and len(decodes) == 4  # only what is used is decoded
+    decodes.clear()
+    assert len(load_pose_clip(args(pose_frames=encoded, pose_stride=2), 48, 64, LIMITS).frames) == 6
 
 
 @pytest.mark.parametrize("fields, words", [

@@ -233,9 +233,9 @@ def test_refusals_name_the_unit_or_field(units, fields, words):
 
 
 def test_frame_lists_and_folders_obey_the_decoders_pixel_cap(tmp_path, monkeypatch):
-    from lib_animate.webui import control_sources
+    from lib_animate.webui import aa_inputs
 
-    monkeypatch.setattr(control_sources, "MAX_TOTAL_PIXELS", 3 * 16 * 16)  # three 16 x 16 frames
+    monkeypatch.setattr(aa_inputs, "MAX_TOTAL_PIXELS", 3 * 16 * 16)  # three 16 x 16 frames
     _, inputs = prepare(make_p(Unit(enabled=True)), control_frames=[png(i) for i in range(3)])
     inputs.cleanup()
     with pytest.raises(AnimateError, match="'control_frames' holds more than"):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..pose import PoseClip, RenderOptions, parse_pose_json, placement, prepare_pose_video, render_pose_sequence
+from ..video.decode import DEFAULT_MAX_TOTAL_PIXELS as MAX_TOTAL_PIXELS
 from .args import AnimateArgs, pose_inputs_given
 
 # A rendered skeleton is mostly black; a photo or a real-person video is not.
@@ -32,28 +33,63 @@ class PoseLimits:
     animate_anyone_dirs: tuple = ()
 
 
-def decode_image(value: Any, field: str, decode_base64=None):
-    """A PIL RGB image from a PIL image, bytes, or a base64 string (``data:`` prefix allowed).
+class PixelBudget:
+    """A cap on the pixels of one input (all frames of a list together), counted from image headers
+    before anything is decoded -- the same cap as a video's decoded frames."""
+
+    def __init__(self, name: str, limit: Optional[int] = None, hint: str = "use fewer or smaller images"):
+        self.name, self.limit, self.hint, self.total = name, limit or MAX_TOTAL_PIXELS, hint, 0
+
+    def add(self, width: int, height: int) -> None:
+        self.total += int(width) * int(height)
+        if self.total > self.limit:
+            raise InvalidInputError(f"{self.name} holds more than {self.limit / 1e6:.0f} megapixels in all; {self.hint}")
+
+
+def _header_size(data: bytes, field: str):
+    """(width, height) from the image's header; nothing is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InvalidInputError(f"'{field}' is not a readable image ({len(data)} bytes that no image reader accepts)") from e
+
+
+def decode_image(value: Any, field: str, decode_base64=None, budget: Optional[PixelBudget] = None):
+    """A PIL RGB image from a PIL image, bytes, or a base64 string (``data:`` prefix allowed). Its
+    size is checked against ``budget`` (by default: the cap for one image) before it is decoded.
 
     ``decode_base64`` is the webui's decoder (it honours the API's URL settings); without it the
     string is decoded here.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    budget = budget or PixelBudget(f"'{field}'")
     if value is None or (isinstance(value, (str, bytes)) and not value):
         raise InvalidInputError(f"'{field}' is missing: give an image (base64 in the API, an upload in the UI)")
     if isinstance(value, Image.Image):
+        budget.add(*value.size)
         return value.convert("RGB")
+    is_url = isinstance(value, str) and value.startswith(("http://", "https://"))
+    if is_url and decode_base64 is None:
+        raise InvalidInputError(f"'{field}' must be an image, not a URL")
+    if not is_url:  # a URL is fetched by the webui under its own API settings; its size is checked after
+        budget.add(*_header_size(file_bytes(value, field), field))
     if isinstance(value, str) and decode_base64 is not None:
         try:
-            return decode_base64(value).convert("RGB")
+            image = decode_base64(value)
         except Exception as e:
             raise InvalidInputError(f"'{field}' is not a readable image: {getattr(e, 'detail', e)}") from e
+        if is_url:
+            budget.add(*image.size)
+        return image.convert("RGB")
     data = file_bytes(value, field)
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (OSError, ValueError) as e:
         raise InvalidInputError(f"'{field}' is not a readable image ({len(data)} bytes that no image reader accepts)") from e
     return image.convert("RGB")
 
@@ -130,7 +166,15 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
         else:
             clip = prepare_pose_video(frames, fps, width, height, fit=args.fit)
     elif given[0] == "pose_frames":
-        frames = [np.asarray(decode_image(item, f"pose_frames[{i}]", decode_base64)) for i, item in enumerate(args.pose_frames)]
+        items = list(args.pose_frames)
+        # Decode only the images that can make it into the clip: stride and fps resampling pick
+        # from the start, at most ``budget`` frames. More than that without pose_max_frames is
+        # refused before anything is decoded.
+        usable = budget * args.pose_stride * (int(np.ceil(fps / target_fps)) if target_fps else 1)
+        if explicit is None and len(items) > usable:
+            _check_length(limits.max_frames + 1, explicit, limits, "pose frame list")
+        pixels = PixelBudget("'pose_frames'")
+        frames = [np.asarray(decode_image(item, f"pose_frames[{i}]", decode_base64, pixels)) for i, item in enumerate(items[:usable])]
         clip = prepare_pose_video(frames, fps, width, height, fit=args.fit, stride=args.pose_stride,
                                   target_fps=target_fps, max_frames=budget)
         _check_length(len(clip.frames), explicit, limits, "pose frame list")

@@ -17,6 +17,7 @@ from ..sampling.encode_chunks import chunked_encode
 from ..sampling.img2vid import blend_init_latents, img2vid_weights
 from ..sampling.prompt_travel import is_travel_prompt, parse_travel_prompt
 from . import infotext, video_inputs
+from .aa_inputs import PixelBudget, decode_image
 from .controlnet_bridge import ControlBridge
 from .denoiser import PromptTravel
 from .errors import RequestError
@@ -81,6 +82,7 @@ class AnimateDiffJob(VideoJob):
 
         self._prepare_prompt_travel()
         if self.is_img2img:
+            self._check_init_images()
             self._prepare_last_frame()
 
         self.model_state = ModelState(p.sd_model)
@@ -114,14 +116,15 @@ class AnimateDiffJob(VideoJob):
         image = self.args.last_frame
         if image is None or image == "":
             return
-        if isinstance(image, str):
-            from modules.api.api import decode_base64_to_image
+        from modules.api.api import decode_base64_to_image
 
-            try:
-                image = decode_base64_to_image(image)
-            except Exception as e:
-                raise RequestError(f"'last_frame' is not a readable image: {getattr(e, 'detail', e)}") from e
-        self.last_frame_image = image
+        self.last_frame_image = decode_image(image, "last_frame", decode_base64_to_image)  # size checked first
+
+    def _check_init_images(self) -> None:
+        """The webui decoded them already; still, one image cannot be larger than any other input."""
+        for i, image in enumerate(getattr(self.p, "init_images", None) or []):
+            if hasattr(image, "size"):
+                PixelBudget(f"init image {i}").add(*image.size)
 
     # --- sampling -----------------------------------------------------------------------------------
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
 from ..errors import InvalidInputError
-from ..video.decode import DEFAULT_MAX_TOTAL_PIXELS as MAX_TOTAL_PIXELS
 from ..video.frame_files import check_images, list_frame_files, write_frames
-from .aa_inputs import decode_image, file_bytes
+from .aa_inputs import PixelBudget, decode_image, file_bytes
 from .args import AnimateArgs, control_inputs_given
 
 
@@ -105,24 +104,14 @@ def _control_source(name, args, folder, width, height, limits, decode_base64) ->
     return pose_json_source(args.control_pose_json, label, stride, limits, folder, width, height)
 
 
-class PixelBudget:
-    """The decoder's cap on the pixels of all frames of one source, counted as frames arrive."""
-
-    def __init__(self, name: str, limit: Optional[int] = None):
-        self.name, self.limit, self.total = name, limit or MAX_TOTAL_PIXELS, 0
-
-    def add(self, width: int, height: int) -> None:
-        self.total += int(width) * int(height)
-        if self.total > self.limit:
-            raise InvalidInputError(f"{self.name} holds more than {self.limit / 1e6:.0f} megapixels in all; use fewer or "
-                                    f"smaller frames ('control_stride', 'frames')")
+FRAME_HINT = "use fewer or smaller frames ('control_stride', 'frames')"
 
 
 def folder_source(path: str, name: str, stride: int, limits: SourceLimits, masks: str = "") -> FrameSource:
     """A server folder of frame images in the webui's frame order (and optionally one of masks)."""
     files = list_frame_files(path, name)[::stride][: _budget(limits)]
     _check_count(name, len(files), limits)
-    budget = PixelBudget(name)
+    budget = PixelBudget(name, hint=FRAME_HINT)
     for size in check_images(files, name):  # headers only: nothing is decoded here
         budget.add(*size)
     source = FrameSource(name, files)
@@ -162,14 +151,12 @@ def image_list_source(items: Sequence[Any], name: str, stride: int, limits: Sour
 
 def _decoded(items, name: str, stride: int, decode_base64):
     """Decode one image at a time (each is written before the next is decoded), within the pixel cap."""
-    budget = PixelBudget(name)
+    budget = PixelBudget(name, hint=FRAME_HINT)
     for i, item in enumerate(items):
-        image = _as_image(item, f"{name}[{i * stride}]", decode_base64)
-        budget.add(*image.size)
-        yield image
+        yield _as_image(item, f"{name}[{i * stride}]", decode_base64, budget)
 
 
-def _as_image(value: Any, where: str, decode_base64: Optional[Callable]):
+def _as_image(value: Any, where: str, decode_base64: Optional[Callable], budget: PixelBudget):
     import numpy as np
 
     if isinstance(value, np.ndarray):
@@ -177,8 +164,9 @@ def _as_image(value: Any, where: str, decode_base64: Optional[Callable]):
 
         if value.dtype != np.uint8 or value.ndim not in (2, 3):
             raise InvalidInputError(f"{where}: expected an H x W (x C) uint8 image array, got {value.shape} {value.dtype}")
+        budget.add(value.shape[1], value.shape[0])
         return Image.fromarray(value).convert("RGB")
-    return decode_image(value, where, decode_base64)
+    return decode_image(value, where, decode_base64, budget)
 
 
 def pose_json_source(data: Any, name: str, stride: int, limits: SourceLimits, folder: str, width: int, height: int) -> FrameSource:
