@@ -219,7 +219,7 @@ def test_denoising_file_without_output_layers_is_missing_them(denoising):
     state = {k: v for k, v in denoising.state_dict().items() if k not in OUTPUT_LAYERS}
     layout = read_layout(state, "f")
     expected = {k: v.shape for k, v in build_unet(layout, True, device="meta").state_dict().items()}
-    with pytest.raises(WeightsFileError, match="4 missing keys: conv_norm_out.weight"):
+    with pytest.raises(WeightsFileError, match="4 missing keys: conv_norm_out.bias, conv_norm_out.weight, conv_out.bias, conv_out.weight"):
         convert_unet_weights(state, layout, expected, "'denoising_unet.pth'")
 
 

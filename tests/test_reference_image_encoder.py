@@ -111,5 +111,5 @@ def test_missing_and_mismatched_files(tmp_path):
     with pytest.raises(WeightsFileError) as info:
         load_image_encoder(folder)
     message = str(info.value)
-    assert "missing: vision_model.post_layernorm.bias" in message
+    assert "missing keys: vision_model.post_layernorm.bias" in message
     assert "visual_projection.weight (64, 16) (expected (64, 32))" in message

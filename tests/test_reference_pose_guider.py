@@ -61,7 +61,7 @@ def test_forward_is_conv_silu_chain_with_published_strides(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda w: w.pop("blocks.5.bias"), "missing keys blocks.5.bias"),
+    (lambda w: w.pop("blocks.5.bias"), "1 missing keys: blocks.5.bias"),
     (lambda w: w.__setitem__("blocks.6.weight", torch.zeros(1)), "its blocks are \\[0, 1, 2, 3, 4, 5, 6\\]"),
     (lambda w: w.__setitem__("conv_out.weight", torch.zeros(32, 256, 1, 1)), "conv_out.weight \\(32, 256, 1, 1\\) \\(expected \\(32, 256, 3, 3\\)\\)"),
     (lambda w: w.__setitem__("conv_in.weight", torch.zeros(16, 4, 3, 3)), "conv_in.weight \\(16, 4, 3, 3\\) \\(expected \\(16, 3, 3, 3\\)\\)"),

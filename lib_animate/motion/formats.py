@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..errors import UnsupportedModelError, WeightsFileError
+from ..key_check import compare_keys
 
 # --- key naming -------------------------------------------------------------------------------
 
@@ -295,20 +296,7 @@ def _family_for(sdxl: bool, mid: bool, pe: Optional[int], naming: str, name: str
 
 def _check_tensors(spec: MotionSpec, tensors: Dict[str, torch.Tensor], name: str) -> None:
     """Every module has exactly the expected tensors with the expected shapes."""
-    expected = expected_shapes(spec)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-    if wrong:
-        k = wrong[0]
-        problems.append(f"{len(wrong)} with wrong shapes (e.g. {k}: {tuple(tensors[k].shape)}, expected {expected[k]})")
-    if problems:
-        raise WeightsFileError(f"'{name}' is not a complete {spec.family.description} file: " + "; ".join(problems) + ".")
+    compare_keys(tensors, expected_shapes(spec)).raise_if_bad(f"'{name}' is not a complete {spec.family.description} file")
 
 
 def expected_shapes(spec: MotionSpec) -> Dict[str, Tuple[int, ...]]:

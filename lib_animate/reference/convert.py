@@ -13,11 +13,12 @@ used exactly once, every target key is filled, every shape matches; anything els
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
 from ..errors import WeightsFileError
+from ..key_check import compare_keys, listing
 
 # ldm top-level module -> diffusers module.
 TOP_LEVEL = (
@@ -56,7 +57,6 @@ BLOCK_POSITIONS = (
 
 _FOREIGN_MARKERS = ("add_embedding.", "add_time_proj.", "class_embedding.", "encoder_hid_proj.")
 
-_MAX_LISTED = 12
 
 
 @dataclass(frozen=True)
@@ -232,25 +232,14 @@ def convert_unet_weights(
         else:
             converted[target] = tensor
             sources[target] = key
-    missing = [k for k in expected if k not in converted]
-    wrong_shape = [
-        f"{sources[k]} {tuple(t.shape)} (expected {tuple(expected[k])})"
-        for k, t in converted.items()
-        if tuple(t.shape) != tuple(expected[k])
-    ]
-    problems = []
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    # Accounted in ldm names (what the model expects); reported in the file's own diffusers names.
+    report = compare_keys(converted, expected)
+    report.unexpected = unexpected
     if duplicates:
-        problems.append(f"{len(duplicates)} keys map to the same target: {_listing(duplicates)}")
-    if missing:
-        inverse = {ldm: diffusers for diffusers, ldm, _ in table}
-        names = [_diffusers_name(k, inverse, table) for k in missing]
-        problems.append(f"{len(missing)} missing keys: {_listing(names)}")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} tensors with the wrong shape: {_listing(wrong_shape)}")
-    if problems:
-        raise WeightsFileError(f"{what} does not match an SD1.5 UNet of its own width: " + "; ".join(problems) + ".")
+        report.other.append(f"{len(duplicates)} keys map to the same target: {listing(duplicates)}")
+    inverse = {ldm: diffusers for diffusers, ldm, _ in table}
+    report.raise_if_bad(f"{what} does not match an SD1.5 UNet of its own width",
+                        name=lambda k: sources.get(k) or _diffusers_name(k, inverse, table))
     return converted
 
 
@@ -301,7 +290,3 @@ def _first(items, n):
     return list(items)[:n]
 
 
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
-    return shown + (f", ... and {more} more" if more > 0 else "")

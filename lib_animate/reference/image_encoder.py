@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsFileError
+from ..key_check import compare_keys
 from ..safe_load import load_state_dict
 
 CONFIG_FILE = "config.json"
@@ -60,17 +61,8 @@ def load_image_encoder(folder: str, dtype: Optional[torch.dtype] = None):
     with _skipping_weight_init():
         model = CLIPVisionModelWithProjection(config)
     expected = {k: v.shape for k, v in model.state_dict().items() if k not in _IGNORED_KEYS}
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = [f"{k} {tuple(weights[k].shape)} (expected {tuple(s)})"
-             for k, s in expected.items() if k in weights and weights[k].shape != s]
-    if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise WeightsFileError(
-            f"'{weights_path}' does not match the CLIPVisionModelWithProjection of '{config_path}': "
-            + "; ".join(parts) + "."
-        )
+    compare_keys(weights, expected).raise_if_bad(
+        f"'{weights_path}' does not match the CLIPVisionModelWithProjection of '{config_path}'")
     model.load_state_dict(weights, strict=False)
     if dtype is not None:
         model.to(dtype)

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsFileError
+from ..key_check import compare_keys
 
 PUBLISHED_BLOCK_CHANNELS = (16, 32, 96, 256)
 PUBLISHED_OUT_CHANNELS = 320
@@ -64,20 +65,7 @@ class PoseGuider(nn.Module):
         block_channels, out_channels = _read_widths(weights, what)
         with torch.device("meta"):
             guider = cls(block_channels, out_channels)
-        expected = guider.state_dict()
-        unexpected = sorted(set(weights) - set(expected))
-        missing = sorted(set(expected) - set(weights))
-        wrong = [f"{k} {tuple(weights[k].shape)} (expected {tuple(v.shape)})"
-                 for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
-        if unexpected or missing or wrong:
-            parts = []
-            if unexpected:
-                parts.append(f"unexpected keys {', '.join(unexpected)}")
-            if missing:
-                parts.append(f"missing keys {', '.join(missing)}")
-            if wrong:
-                parts.append(f"wrong shapes {', '.join(wrong)}")
-            raise WeightsFileError(f"{what} is not a pose guider of the released kind: " + "; ".join(parts) + ".")
+        compare_keys(weights, guider.state_dict()).raise_if_bad(f"{what} is not a pose guider of the released kind")
         tensors = {k: (v.to(dtype) if dtype is not None else v) for k, v in weights.items()}
         guider.load_state_dict(tensors, assign=True)
         return guider.eval().requires_grad_(False)
