@@ -34,6 +34,7 @@ from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
 from .errors import RequestError, as_request_error
 from .library import MotionLibrary, WeightsCache
 from .model_state import ModelState
+from .scratch import scratch_folder
 from .settings import Settings, read as read_settings
 
 JOB_ATTRIBUTE = "animate_anyone_job"
@@ -453,7 +454,10 @@ class VideoJob:
             text = self._video_infotext(index, v)
             video_infotexts.append(text)
             options = outputs.encode_options(self.settings, self.fps, args.loop, text if shared.opts.enable_pnginfo else None)
-            folder = self._video_folder(p.all_seeds[index], p.all_prompts[index], clip[0]) if self.save_requested else None
+            if self.save_requested:
+                folder = self._video_folder(p.all_seeds[index], p.all_prompts[index], clip[0])
+            else:  # the page still shows and offers the videos; an API answer carries their bytes
+                folder = None if p.is_api else scratch_folder("videos")
             basename = None
             if folder is not None:
                 os.makedirs(folder, exist_ok=True)

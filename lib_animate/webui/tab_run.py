@@ -1,17 +1,15 @@
 """A generation started from the Animate Anyone tab, through the webui's txt2img processing.
 
-Like the txt2img API: a ``StableDiffusionProcessingTxt2Img`` with every always-on script at its
-default and ours given the mode's args dict, run by ``process_images``. The caller wraps it in
-``wrap_gradio_gpu_call``, so it holds the queue lock, reports progress with live previews and
-stops on Interrupt / Skip like any webui job.
-
-``p.is_api`` is set, so the job returns the frames and one base64 string per video and lists the
-videos (with their saved paths) in ``processed.js()``'s ``animate_anyone`` entry; videos are saved
-under ``txt2img-videos`` when the webui's "save images" setting is on, and written to temporary
-files for the page otherwise.
+Like the txt2img tab: a ``StableDiffusionProcessingTxt2Img`` whose script args are every script's
+UI default, the webui's Seed and Sampler scripts given the tab's seed, steps and sampler, and ours
+the mode's args dict, run by ``process_images``. The caller wraps it in ``wrap_gradio_gpu_call``, so
+it holds the queue lock, reports progress with live previews and stops on Interrupt / Skip like any
+webui job. It is a UI job (``p.is_api`` stays False): other extensions see what they see for the
+txt2img tab, and nothing is base64-encoded. The job lists its videos (saved under
+``txt2img-videos`` when the webui's "save images" setting is on, temporary files for the page
+otherwise) in ``processed.js()``'s ``animate_anyone`` entry.
 """
 
-import base64
 import json
 import os
 import zipfile
@@ -45,10 +43,20 @@ def our_script(runner):
     raise RuntimeError("the 'Animate Anyone' script is not loaded in txt2img")
 
 
-def script_args(runner, args: Dict[str, Any]) -> list:
-    """The full flat list: every script's UI defaults, our slot holding the args dict."""
+def script_args(runner, args: Dict[str, Any], seed: int, steps: int, sampler: str) -> list:
+    """The full flat list: every script's UI defaults, the Seed and Sampler scripts' values (which
+    their setup() puts on p, as for the txt2img tab), our slot holding the args dict."""
     values = [0] + [component.value for component in runner.inputs[1:]]
     values[our_script(runner).args_from] = args
+    own = {"Seed": [seed, False, -1, 0.0, 0, 0], "Sampler": [steps, sampler, "Automatic"]}
+    for script in runner.alwayson_scripts:
+        given = own.get(script.title())
+        if given is None:
+            continue
+        if script.args_to - script.args_from != len(given):
+            raise RuntimeError(f"the webui's {script.title()} script takes {script.args_to - script.args_from} values, "
+                               f"not the {len(given)} of webui v1.10")
+        values[script.args_from:script.args_to] = given
     return values
 
 
@@ -72,11 +80,8 @@ def run(args: Dict[str, Any], width: int, height: int, steps: int, cfg_scale: fl
         width=width,
         height=height,
     )
-    # Before the scripts: otherwise the UI-only Seed and Sampler scripts' setup() put their own
-    # widgets' values (in the txt2img tab) over seed, steps and sampler.
-    p.is_api = True
     p.scripts = scripts.scripts_txt2img
-    p.script_args = script_args(scripts.scripts_txt2img, args)
+    p.script_args = script_args(scripts.scripts_txt2img, args, seed, steps, sampler)
     p.do_not_save_samples = not opts.samples_save  # the job saves videos when this allows it
     p.user = user
     with closing(p):
@@ -91,24 +96,19 @@ def collect(processed, formats: List[str]) -> TabResult:
 
     info_js = processed.js()
     entry = json.loads(info_js).get("animate_anyone") or {}
-    images = [image for image in processed.images if isinstance(image, Image.Image)]
+    # A UI job's images: the videos' animated previews (file paths), then the frames, then what
+    # other scripts added; the infotexts are in the same order.
+    first_frame = next((i for i, image in enumerate(processed.images) if isinstance(image, Image.Image)), len(processed.images))
+    images = [image for image in processed.images[first_frame:] if isinstance(image, Image.Image)]
     scratch = _scratch_folder()
-    result = TabResult(frames=_frame_files(images, processed.infotexts, scratch, processed.seed), info_js=info_js,
-                       seed=processed.seed, infotext=processed.infotexts[0] if processed.infotexts else processed.info,
+    result = TabResult(frames=_frame_files(images, processed.infotexts[first_frame:], scratch, processed.seed),
+                       info_js=info_js, seed=processed.seed,
+                       infotext=processed.infotexts[0] if processed.infotexts else processed.info,
                        message=_message(entry, processed.comments))
     if not entry.get("videos"):
         return result
 
-    by_format = {}
-    for item in entry.get("items", []):
-        if item["video"] != 0:
-            continue
-        path = item.get("path")
-        if not path:  # not saved ("save images" is off): the bytes are in the answer
-            path = os.path.join(scratch, f"{processed.seed}.{item['format'].lower()}")
-            with open(path, "wb") as f:
-                f.write(base64.b64decode(processed.images[item["index"]]))
-        by_format[item["format"]] = path
+    by_format = {item["format"]: item["path"] for item in entry.get("items", []) if item["video"] == 0 and item.get("path")}
     result.files = [by_format[fmt] for fmt in formats if fmt in by_format]
     if "PNG" in formats:
         result.files.append(_zip(result.frames[:entry["frames"]], os.path.join(scratch, f"{processed.seed}-frames.zip")))
