@@ -5,6 +5,7 @@ import torch
 
 from lib_animate.errors import InvalidInputError
 from lib_animate.sampling.prompt_travel import (
+    PromptTravel,
     TravelPrompt,
     interpolation_plan,
     is_travel_prompt,
@@ -179,3 +180,19 @@ def test_travel_conds():
 def test_travel_conds_token_count_mismatch_is_a_user_error():
     with pytest.raises(InvalidInputError, match="75-token"):
         travel_conds([torch.zeros(77, 8), torch.zeros(154, 8)], [(0, 1, 0.5)])
+
+
+def test_prompt_travel_replaces_each_frames_cond_by_its_keyframes_interpolation():
+    frames = 8
+    travel = PromptTravel([0, 4], frames, closed_loop=False, method="lerp")
+    assert travel.frame_keyframes() == [a for a, _, _ in interpolation_plan([0, 4], frames, closed_loop=False)]
+    text_cond = torch.randn(frames, 3, 8)
+    got = travel.conds(text_cond)
+    expected = travel_conds([text_cond[0], text_cond[4]], interpolation_plan([0, 4], frames, closed_loop=False), "lerp")
+    assert torch.equal(got, expected.to(text_cond.dtype))
+    assert torch.equal(got[0], text_cond[0]) and torch.allclose(got[2], (text_cond[0] + text_cond[4]) / 2, atol=1e-6)
+    # closed loop: the frames after the last keyframe travel back to the first
+    looped = PromptTravel([0, 4], frames, closed_loop=True, method="lerp").conds(text_cond)
+    assert torch.allclose(looped[6], (text_cond[4] + text_cond[0]) / 2, atol=1e-6) and not torch.allclose(got[6], looped[6])
+    other = torch.randn(frames * 2, 3, 8)  # not this video's layout (e.g. a hires pass with other prompts)
+    assert travel.conds(other) is other

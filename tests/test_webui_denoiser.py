@@ -1,15 +1,14 @@
 """The job's hooks inside the webui's CFG denoiser, without a webui: ``WindowedInnerModel`` over a
 stand-in inner model that records its calls (the webui's inner model is a plain object whose
-``forward`` the job replaces per instance), the cond/uncond roles from the webui's call order, the
-window schedule and prompt travel."""
+``forward`` the job replaces per instance), the cond/uncond roles from the webui's call order and
+the window schedule."""
 
 import pytest
 import torch
 
 from lib_animate.sampling.context import context_windows, window_weights
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
-from lib_animate.sampling.prompt_travel import interpolation_plan, travel_conds
-from lib_animate.webui.denoiser import PromptTravel, WindowedInnerModel, WindowSchedule, chunk_roles, rows_of
+from lib_animate.webui.denoiser import WindowedInnerModel, WindowSchedule, chunk_roles, rows_of
 
 FRAMES = 6
 
@@ -164,22 +163,6 @@ def test_window_schedule_is_the_engines_schedule_per_step():
     for step in range(3):
         assert list(map(list, schedule.windows(step))) == list(map(list, context_windows(12, 8, 4, step=step, closed_loop=True, stride=1)))
     assert not WindowSchedule(8, 8, 2, closed_loop=False, stride=1, fusion="flat").active
-
-
-def test_prompt_travel_replaces_each_frames_cond_by_its_keyframes_interpolation():
-    frames = 8
-    travel = PromptTravel([0, 4], frames, closed_loop=False, method="lerp")
-    assert travel.frame_keyframes() == [a for a, _, _ in interpolation_plan([0, 4], frames, closed_loop=False)]
-    text_cond = torch.randn(frames, 3, 8)
-    got = travel.conds(text_cond)
-    expected = travel_conds([text_cond[0], text_cond[4]], interpolation_plan([0, 4], frames, closed_loop=False), "lerp")
-    assert torch.equal(got, expected.to(text_cond.dtype))
-    assert torch.equal(got[0], text_cond[0]) and torch.allclose(got[2], (text_cond[0] + text_cond[4]) / 2, atol=1e-6)
-    # closed loop: the frames after the last keyframe travel back to the first
-    looped = PromptTravel([0, 4], frames, closed_loop=True, method="lerp").conds(text_cond)
-    assert torch.allclose(looped[6], (text_cond[4] + text_cond[0]) / 2, atol=1e-6) and not torch.allclose(got[6], looped[6])
-    other = torch.randn(frames * 2, 3, 8)  # not this video's layout (e.g. a hires pass with other prompts)
-    assert travel.conds(other) is other
 
 
 def test_rows_of_reads_tensors_and_sdxl_dicts():

@@ -165,3 +165,28 @@ def travel_conds(keyframe_conds: Sequence[torch.Tensor], plan: Plan, method: str
     interp = INTERPOLATIONS[method]
     return torch.stack([keyframe_conds[a] if t == 0 else interp(keyframe_conds[a], keyframe_conds[b], t)
                         for a, b, t in plan])
+
+
+class PromptTravel:
+    """Per-frame conditioning interpolated between keyframe prompts.
+
+    Every frame's prompt is set to the prompt of its first keyframe (``plan[f][0]``), so the
+    webui computes each keyframe's conditioning; at each step the frame rows are replaced by the
+    interpolation between their two keyframes' rows.
+    """
+
+    def __init__(self, keyframe_indices: List[int], frames: int, closed_loop: bool, method: str):
+        self.indices = list(keyframe_indices)
+        self.plan = interpolation_plan(self.indices, frames, closed_loop=closed_loop)
+        self.method = method
+        self.frames = frames
+
+    def frame_keyframes(self) -> List[int]:
+        """For every frame, the position (in the keyframe list) of the prompt it is given."""
+        return [a for a, _, _ in self.plan]
+
+    def conds(self, text_cond: torch.Tensor) -> torch.Tensor:
+        if text_cond.shape[0] != self.frames:
+            return text_cond  # not this video's layout (e.g. a hires pass with other prompts)
+        keyframe_conds = [text_cond[i] for i in self.indices]
+        return travel_conds(keyframe_conds, self.plan, self.method).to(text_cond.dtype)

@@ -15,11 +15,10 @@ from ..motion import apply_motion_loras, check_compatible, inject, noise_schedul
 from ..motion.lora import resolve_pairs
 from ..sampling.encode_chunks import chunked_encode
 from ..sampling.img2vid import blend_init_latents, img2vid_weights
-from ..sampling.prompt_travel import is_travel_prompt, parse_travel_prompt
+from ..sampling.prompt_travel import PromptTravel, is_travel_prompt, parse_travel_prompt
 from . import infotext, video_inputs
 from .aa_inputs import PixelBudget, decode_image
 from .controlnet_bridge import ControlBridge
-from .denoiser import PromptTravel
 from .errors import RequestError
 from .job import VideoJob
 from .model_state import ModelState

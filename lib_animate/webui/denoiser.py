@@ -1,4 +1,4 @@
-"""Hooks inside the webui's CFG denoiser for one video job: context windows and prompt travel.
+"""Hooks inside the webui's CFG denoiser for one video job: context windows and the cond/uncond roles.
 
 The webui calls its inner model (k-diffusion's ``CompVisDenoiser`` or the timestep samplers'
 ``CompVisTimestepsDenoiser``) with ``N = chunks * frames`` rows: the cond clip, then the uncond
@@ -21,7 +21,6 @@ import torch
 
 from ..sampling.context import apply_windows, context_windows
 from ..sampling.layout import COND, UNCOND, FrameLayout
-from ..sampling.prompt_travel import interpolation_plan, travel_conds
 
 WRAPPED_MARK = "_animate_anyone_windowed"
 
@@ -138,28 +137,3 @@ class WindowedInnerModel:
             return fused.reshape(rows, *fused.shape[2:]).to(x.dtype)
 
         return forward
-
-
-class PromptTravel:
-    """Per-frame conditioning interpolated between keyframe prompts.
-
-    Every frame's prompt is set to the prompt of its first keyframe (``plan[f][0]``), so the
-    webui computes each keyframe's conditioning; at each step the frame rows are replaced by the
-    interpolation between their two keyframes' rows.
-    """
-
-    def __init__(self, keyframe_indices: List[int], frames: int, closed_loop: bool, method: str):
-        self.indices = list(keyframe_indices)
-        self.plan = interpolation_plan(self.indices, frames, closed_loop=closed_loop)
-        self.method = method
-        self.frames = frames
-
-    def frame_keyframes(self) -> List[int]:
-        """For every frame, the position (in the keyframe list) of the prompt it is given."""
-        return [a for a, _, _ in self.plan]
-
-    def conds(self, text_cond: torch.Tensor) -> torch.Tensor:
-        if text_cond.shape[0] != self.frames:
-            return text_cond  # not this video's layout (e.g. a hires pass with other prompts)
-        keyframe_conds = [text_cond[i] for i in self.indices]
-        return travel_conds(keyframe_conds, self.plan, self.method).to(text_cond.dtype)

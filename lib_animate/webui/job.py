@@ -34,7 +34,6 @@ from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
 from .errors import RequestError, as_request_error
 from .library import MotionLibrary, WeightsCache
 from .model_state import ModelState
-from .scratch import scratch_folder
 from .settings import Settings, read as read_settings
 
 JOB_ATTRIBUTE = "animate_anyone_job"
@@ -417,107 +416,11 @@ class VideoJob:
         return []
 
     def _write_outputs(self, processed) -> None:
-        """``processed.images`` becomes [frames][videos][anything else]: the generated frames are the
-        images that have an infotext; what other scripts appended (ControlNet's detected maps) has
-        none, is never counted as a frame and stays after our items, whichever postprocess ran first."""
-        from modules import images, shared
-
-        p, args = self.p, self.args
-        frames = self.frames
-        first = processed.index_of_first_image
-        generated = max(0, min(len(processed.images), len(processed.infotexts)) - first)
-        all_frames = list(processed.images[first:first + generated])
-        others = list(processed.images[first + generated:])
-        result = outputs.VideoOutputs(videos=len(all_frames) // frames, extra=self._info_extra())
-        result.interrupted = bool(shared.state.interrupted or shared.state.skipped)
-        outputs.wrap_js(processed, lambda: result.api_entry(frames, self.fps))
-        if result.interrupted and not shared.opts.save_incomplete_images:
-            result.videos = 0
-            result.message = "interrupted, no video was written"
-        if result.videos == 0:
-            result.frames_index, result.returned_frames = (first if generated else None), generated
-            result.message = result.message or "no complete video"
-            processed.comments = (processed.comments or "") + f"\nAnimate Anyone: {result.message}."
-            return
-
-        compat = args.compat  # an sd-webui-animatediff request: its file names, TXT and answer layout
-        video_infotexts = []
-        video_frames = []  # per video, the indices (into the generated frames) of the frames its video shows
-        first_video = (None, None)  # (folder, basename) of the first video, where extra clips are saved beside it
-        for v in range(result.videos):
-            order = list(range(v * frames, (v + 1) * frames))
-            if args.pingpong:
-                order = outputs.pingpong(order)
-            video_frames.append(order)
-            clip = [all_frames[i] for i in order]
-            index = v * frames
-            text = self._video_infotext(index, v)
-            video_infotexts.append(text)
-            options = outputs.encode_options(self.settings, self.fps, args.loop, text if shared.opts.enable_pnginfo else None)
-            if self.save_requested:
-                folder = self._video_folder(p.all_seeds[index], p.all_prompts[index], clip[0])
-            else:  # the page still shows and offers the videos; an API answer carries their bytes
-                folder = None if p.is_api else scratch_folder("videos")
-            basename = None
-            if folder is not None:
-                os.makedirs(folder, exist_ok=True)
-                basename = f"{images.get_next_sequence_number(folder, ''):05}-{p.all_seeds[index]}"
-                if compat is not None and compat.request_id:
-                    basename += f"-{compat.request_id}"
-            if v == 0:
-                first_video = (folder, basename)
-            video_items = outputs.write_video(v, clip, args.formats, options, folder, basename, want_bytes=p.is_api,
-                                              write_txt=bool(getattr(shared.opts, "save_txt", False) or (compat and compat.write_txt)))
-            result.items.extend(video_items)
-            if not p.is_api:
-                result.previews.append(outputs.preview_file(clip, options, video_items))
-
-        for name, clip in self._extra_clips():  # once per job, saved beside the first video as <its name>-<name>
-            options = outputs.encode_options(self.settings, self.fps, args.loop, None)
-            folder, basename = first_video
-            extra_items = outputs.write_video(0, clip, [f for f in args.formats if f != "PNG"], options, folder,
-                                              f"{basename}-{name}" if basename else None, want_bytes=p.is_api, write_txt=False)
-            for item in extra_items:
-                item.kind = name
-            result.items.extend(extra_items)
-            if not p.is_api:
-                result.previews.append(outputs.preview_file(clip, options, extra_items))
-
-        count = result.videos * frames
-        frame_infotexts = list(processed.infotexts[first:first + count])
-        if p.is_api and compat is not None:
-            trailing = [i for i in result.items if i.format != "PNG"]
-            returned = [i for order in video_frames for i in order] if compat.frames_in_answer else []
-            processed.images = [outputs.base64_item(i) for i in trailing] + [all_frames[i] for i in returned] + others
-            processed.infotexts = [video_infotexts[i.video] for i in trailing] + [frame_infotexts[i] for i in returned]
-            result.first_item_index = 0
-            result.frames_index = len(trailing) if returned else None
-            result.returned_frames = len(returned)
-        elif p.is_api:
-            trailing = [i for i in result.items if i.format != "PNG"]
-            processed.images = all_frames[:count] + [outputs.base64_item(i) for i in trailing] + others
-            processed.infotexts = frame_infotexts + [video_infotexts[i.video] for i in trailing]
-            result.first_item_index = count
-            result.frames_index, result.returned_frames = (0 if count else None), count
-        else:
-            processed.images = result.previews + all_frames[:count] + others
-            extra_previews = len(result.previews) - len(video_infotexts)
-            processed.infotexts = video_infotexts + [video_infotexts[0]] * extra_previews + frame_infotexts
-        processed.index_of_first_image = 0
-
-    def _video_folder(self, seed, prompt, image) -> str:
-        from modules import images, shared
-
-        p = self.p
-        base = self.settings.video_dir
-        if not base:
-            kind = "img2img-videos" if self.is_img2img else "txt2img-videos"
-            base = os.path.join(os.path.dirname(os.path.normpath(p.outpath_samples)), kind)
-        if shared.opts.save_to_dirs:
-            namegen = images.FilenameGenerator(p, seed, prompt, image)
-            sub = namegen.apply(shared.opts.directories_filename_pattern or "[prompt_words]").lstrip(" ").rstrip("\\ /")
-            base = os.path.join(base, sub)
-        return base
+        outputs.write_job_outputs(processed, outputs.FinishedJob(
+            p=self.p, args=self.args, settings=self.settings, frames=self.frames, fps=self.fps,
+            is_img2img=self.is_img2img, save_requested=self.save_requested, video_infotext=self._video_infotext,
+            info_extra=self._info_extra(), extra_clips=self._extra_clips(),
+        ))
 
 
 def on_cfg_denoiser(params) -> None:

@@ -141,3 +141,125 @@ def wrap_js(processed, entry_factory: Callable[[], dict]) -> None:
         return json.dumps(info, default=lambda o: None)
 
     processed.js = js
+
+
+@dataclass
+class FinishedJob:
+    """What writing a finished job's outputs needs to know of it."""
+
+    p: object
+    args: object  # AnimateArgs
+    settings: object  # Settings
+    frames: int
+    fps: float
+    is_img2img: bool
+    save_requested: bool
+    video_infotext: Callable[[int, int], str]  # (index of the video's first frame, iteration) -> infotext
+    info_extra: dict  # mode-specific entries of the API's info.animate_anyone
+    extra_clips: list  # [(name, frames)]: further videos of the job (e.g. the control video)
+
+
+def write_job_outputs(processed, job: "FinishedJob") -> None:
+    """``processed.images`` becomes [frames][videos][anything else]: the generated frames are the
+    images that have an infotext; what other scripts appended (ControlNet's detected maps) has
+    none, is never counted as a frame and stays after our items, whichever postprocess ran first."""
+    from modules import images, shared
+
+    p, args = job.p, job.args
+    frames = job.frames
+    first = processed.index_of_first_image
+    generated = max(0, min(len(processed.images), len(processed.infotexts)) - first)
+    all_frames = list(processed.images[first:first + generated])
+    others = list(processed.images[first + generated:])
+    result = VideoOutputs(videos=len(all_frames) // frames, extra=job.info_extra)
+    result.interrupted = bool(shared.state.interrupted or shared.state.skipped)
+    wrap_js(processed, lambda: result.api_entry(frames, job.fps))
+    if result.interrupted and not shared.opts.save_incomplete_images:
+        result.videos = 0
+        result.message = "interrupted, no video was written"
+    if result.videos == 0:
+        result.frames_index, result.returned_frames = (first if generated else None), generated
+        result.message = result.message or "no complete video"
+        processed.comments = (processed.comments or "") + f"\nAnimate Anyone: {result.message}."
+        return
+
+    compat = args.compat  # an sd-webui-animatediff request: its file names, TXT and answer layout
+    video_infotexts = []
+    video_frames = []  # per video, the indices (into the generated frames) of the frames its video shows
+    first_video = (None, None)  # (folder, basename) of the first video, where extra clips are saved beside it
+    for v in range(result.videos):
+        order = list(range(v * frames, (v + 1) * frames))
+        if args.pingpong:
+            order = pingpong(order)
+        video_frames.append(order)
+        clip = [all_frames[i] for i in order]
+        index = v * frames
+        text = job.video_infotext(index, v)
+        video_infotexts.append(text)
+        options = encode_options(job.settings, job.fps, args.loop, text if shared.opts.enable_pnginfo else None)
+        if job.save_requested:
+            folder = video_folder(job, p.all_seeds[index], p.all_prompts[index], clip[0])
+        else:  # the page still shows and offers the videos; an API answer carries their bytes
+            folder = None if p.is_api else scratch_folder("videos")
+        basename = None
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            basename = f"{images.get_next_sequence_number(folder, ''):05}-{p.all_seeds[index]}"
+            if compat is not None and compat.request_id:
+                basename += f"-{compat.request_id}"
+        if v == 0:
+            first_video = (folder, basename)
+        video_items = write_video(v, clip, args.formats, options, folder, basename, want_bytes=p.is_api,
+                                          write_txt=bool(getattr(shared.opts, "save_txt", False) or (compat and compat.write_txt)))
+        result.items.extend(video_items)
+        if not p.is_api:
+            result.previews.append(preview_file(clip, options, video_items))
+
+    for name, clip in job.extra_clips:  # once per job, saved beside the first video as <its name>-<name>
+        options = encode_options(job.settings, job.fps, args.loop, None)
+        folder, basename = first_video
+        extra_items = write_video(0, clip, [f for f in args.formats if f != "PNG"], options, folder,
+                                          f"{basename}-{name}" if basename else None, want_bytes=p.is_api, write_txt=False)
+        for item in extra_items:
+            item.kind = name
+        result.items.extend(extra_items)
+        if not p.is_api:
+            result.previews.append(preview_file(clip, options, extra_items))
+
+    count = result.videos * frames
+    frame_infotexts = list(processed.infotexts[first:first + count])
+    if p.is_api and compat is not None:
+        trailing = [i for i in result.items if i.format != "PNG"]
+        returned = [i for order in video_frames for i in order] if compat.frames_in_answer else []
+        processed.images = [base64_item(i) for i in trailing] + [all_frames[i] for i in returned] + others
+        processed.infotexts = [video_infotexts[i.video] for i in trailing] + [frame_infotexts[i] for i in returned]
+        result.first_item_index = 0
+        result.frames_index = len(trailing) if returned else None
+        result.returned_frames = len(returned)
+    elif p.is_api:
+        trailing = [i for i in result.items if i.format != "PNG"]
+        processed.images = all_frames[:count] + [base64_item(i) for i in trailing] + others
+        processed.infotexts = frame_infotexts + [video_infotexts[i.video] for i in trailing]
+        result.first_item_index = count
+        result.frames_index, result.returned_frames = (0 if count else None), count
+    else:
+        processed.images = result.previews + all_frames[:count] + others
+        result.frames_index, result.returned_frames = (len(result.previews) if count else None), count
+        extra_previews = len(result.previews) - len(video_infotexts)
+        processed.infotexts = video_infotexts + [video_infotexts[0]] * extra_previews + frame_infotexts
+    processed.index_of_first_image = 0
+
+
+def video_folder(job: "FinishedJob", seed, prompt, image) -> str:
+    from modules import images, shared
+
+    p = job.p
+    base = job.settings.video_dir
+    if not base:
+        kind = "img2img-videos" if job.is_img2img else "txt2img-videos"
+        base = os.path.join(os.path.dirname(os.path.normpath(p.outpath_samples)), kind)
+    if shared.opts.save_to_dirs:
+        namegen = images.FilenameGenerator(p, seed, prompt, image)
+        sub = namegen.apply(shared.opts.directories_filename_pattern or "[prompt_words]").lstrip(" ").rstrip("\\ /")
+        base = os.path.join(base, sub)
+    return base
