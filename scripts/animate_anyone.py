@@ -6,9 +6,10 @@ lower-cased: ``alwayson_scripts: {"animate anyone": {"args": [{...}]}}``.
 
 from modules import script_callbacks, scripts, shared
 
-from lib_animate.webui import aa_sampler, settings
-from lib_animate.webui import job as video_job
-from lib_animate.webui import ui as video_ui
+from lib_animate.webui import settings
+from lib_animate.webui.jobs import aa_sampler
+from lib_animate.webui.jobs import job as video_job
+from lib_animate.webui.ui import accordion as video_ui
 
 EXTENSION_DIR = scripts.basedir()
 environment = video_job.Environment(EXTENSION_DIR)

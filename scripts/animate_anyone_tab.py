@@ -1,4 +1,4 @@
-"""The webui entry point of the "Animate Anyone" tab (the layout and handlers: lib_animate.webui.tab).
+"""The webui entry point of the "Animate Anyone" tab (the layout and handlers: lib_animate.webui.ui.tab).
 
 Only callbacks here: the generation itself runs through the "Animate Anyone" script of
 scripts/animate_anyone.py in the txt2img pipeline, so no second Script class is defined.
@@ -6,7 +6,7 @@ scripts/animate_anyone.py in the txt2img pipeline, so no second Script class is 
 
 from modules import script_callbacks, scripts
 
-from lib_animate.webui import tab
+from lib_animate.webui.ui import tab
 
 EXTENSION_DIR = scripts.basedir()
 catcher = tab.ComponentCatcher()  # other tabs' components the tab sends to (e.g. Extras' batch input)

@@ -4,10 +4,10 @@ what is refused (plain Python; the answer layout is checked end to end in tests/
 import pytest
 
 from lib_animate.errors import InvalidInputError
-from lib_animate.webui.args import parse_args
-from lib_animate.webui.compat_animatediff import AnimateDiffCompat, looks_like_animatediff_payload, translate
-from lib_animate.webui.infotext import KEY, encode, pasted_fields
-from lib_animate.webui.outputs import pingpong
+from lib_animate.webui.api.args import parse_args
+from lib_animate.webui.api.compat_animatediff import AnimateDiffCompat, looks_like_animatediff_payload, translate
+from lib_animate.webui.api.infotext import KEY, encode, pasted_fields
+from lib_animate.webui.jobs.outputs import pingpong
 
 # The payload of their docs (docs/how-to-use.md, API section), every field at its documented value.
 DOCUMENTED = {

@@ -10,8 +10,8 @@ from PIL import Image
 from lib_animate.errors import InvalidInputError, WeightsFileError
 from lib_animate.pose import parse_pose_json, render_pose
 from lib_animate.video import EncodeOptions, encode_video
-from lib_animate.webui.aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip, looks_like_skeleton
-from lib_animate.webui.args import parse_args
+from lib_animate.webui.jobs.aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip, looks_like_skeleton
+from lib_animate.webui.api.args import parse_args
 
 
 def png_bytes(image):
@@ -124,7 +124,7 @@ def decodes(monkeypatch):
 
 
 def test_image_inputs_are_capped_by_their_headers_before_decoding(monkeypatch, decodes):
-    from lib_animate.webui import aa_inputs
+    from lib_animate.webui.jobs import aa_inputs
 
     monkeypatch.setattr(aa_inputs, "MAX_TOTAL_PIXELS", 3 * 48 * 64)  # three 48 x 64 images
     image = Image.fromarray(skeletons(1)[0])

@@ -4,7 +4,7 @@ the webui classes are built only when the sampler is registered)."""
 import torch
 
 from lib_animate.sampling.aa_ddim import sample_aa_ddim, trailing_timesteps
-from lib_animate.webui.aa_sampler import animate_anyone_ddim
+from lib_animate.webui.jobs.aa_sampler import animate_anyone_ddim
 
 
 def toy_v_model(x, t):

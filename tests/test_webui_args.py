@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from lib_animate.errors import InvalidInputError
-from lib_animate.webui.args import AnimateArgs, MotionLoraArg, field_names, parse_args
-from lib_animate.webui.infotext import KEY, encode, pasted_fields
-from lib_animate.webui.ui import ui_fields, values_to_dict
+from lib_animate.webui.api.args import AnimateArgs, MotionLoraArg, field_names, parse_args
+from lib_animate.webui.api.infotext import KEY, encode, pasted_fields
+from lib_animate.webui.ui.accordion import ui_fields, values_to_dict
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -11,8 +11,8 @@ import torch
 
 from lib_animate.sampling.context import context_windows
 from lib_animate.sampling.layout import FrameLayout
-from lib_animate.webui.controlnet_bridge import ControlBridge, ControlNetSetupError
-from lib_animate.webui.denoiser import WindowedInnerModel, WindowSchedule
+from lib_animate.webui.controlnet.controlnet_bridge import ControlBridge, ControlNetSetupError
+from lib_animate.webui.jobs.denoiser import WindowedInnerModel, WindowSchedule
 
 FRAMES = 8
 

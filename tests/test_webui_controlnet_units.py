@@ -16,9 +16,10 @@ from PIL import Image
 from lib_animate.errors import AnimateError
 from lib_animate.video import EncodeOptions, encode_video
 from lib_animate.video.frame_files import list_frame_files
-from lib_animate.webui import controlnet_units, video_inputs
-from lib_animate.webui.args import parse_args
-from lib_animate.webui.job import CONTROLNET_SAVED_SAMPLE, VideoJob
+from lib_animate.webui.controlnet import controlnet_units
+from lib_animate.webui.jobs import video_inputs
+from lib_animate.webui.api.args import parse_args
+from lib_animate.webui.jobs.job import CONTROLNET_SAVED_SAMPLE, VideoJob
 
 
 class InputMode(Enum):
@@ -233,7 +234,7 @@ def test_refusals_name_the_unit_or_field(units, fields, words):
 
 
 def test_frame_lists_and_folders_obey_the_decoders_pixel_cap(tmp_path, monkeypatch):
-    from lib_animate.webui import aa_inputs
+    from lib_animate.webui.jobs import aa_inputs
 
     monkeypatch.setattr(aa_inputs, "MAX_TOTAL_PIXELS", 3 * 16 * 16)  # three 16 x 16 frames
     _, inputs = prepare(make_p(Unit(enabled=True)), control_frames=[png(i) for i in range(3)])

@@ -8,7 +8,7 @@ import torch
 
 from lib_animate.sampling.context import context_windows, window_weights
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
-from lib_animate.webui.denoiser import WindowedInnerModel, WindowSchedule, chunk_roles, rows_of
+from lib_animate.webui.jobs.denoiser import WindowedInnerModel, WindowSchedule, chunk_roles, rows_of
 
 FRAMES = 6
 

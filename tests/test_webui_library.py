@@ -5,7 +5,7 @@ import os
 import pytest
 
 from lib_animate.errors import AnimateError
-from lib_animate.webui.library import MotionLibrary
+from lib_animate.webui.jobs.library import MotionLibrary
 
 
 @pytest.fixture()
@@ -62,7 +62,7 @@ def module_files(tmp_path):
 def test_a_held_cache_is_not_offloaded_until_every_holder_lets_go(module_files):
     import torch
 
-    from lib_animate.webui.library import WeightsCache
+    from lib_animate.webui.jobs.library import WeightsCache
 
     cache = WeightsCache()
     cache.hold()
@@ -85,7 +85,7 @@ def test_changes_of_the_cache_from_other_threads_wait_for_a_load_in_progress(mod
 
     import torch
 
-    from lib_animate.webui import library as library_module
+    from lib_animate.webui.jobs import library as library_module
 
     real_load = library_module.load
     loading = threading.Event()

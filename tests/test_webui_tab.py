@@ -10,11 +10,11 @@ from PIL import Image
 from lib_animate.errors import InvalidInputError
 from lib_animate.pose import parse_pose_json, render_pose
 from lib_animate.video import EncodeOptions, encode_video, read_video
-from lib_animate.webui import tab_errors as errors
-from lib_animate.webui import tab_inputs as inputs
-from lib_animate.webui import tab_paste
-from lib_animate.webui.aa_inputs import PoseLimits
-from lib_animate.webui.args import parse_args
+from lib_animate.webui.ui import tab_errors as errors
+from lib_animate.webui.ui import tab_inputs as inputs
+from lib_animate.webui.ui import tab_paste
+from lib_animate.webui.jobs.aa_inputs import PoseLimits
+from lib_animate.webui.api.args import parse_args
 from tests.test_webui_aa_inputs import pose_json
 
 LIMITS = PoseLimits(max_frames=20)

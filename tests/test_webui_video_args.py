@@ -6,9 +6,9 @@ import torch
 
 from lib_animate.errors import InvalidInputError
 from lib_animate.sampling.prompt_travel import interpolation_plan, travel_conds
-from lib_animate.webui.args import control_inputs_given, parse_args
-from lib_animate.webui.infotext import encode
-from lib_animate.webui.ui import ui_fields, values_to_dict
+from lib_animate.webui.api.args import control_inputs_given, parse_args
+from lib_animate.webui.api.infotext import encode
+from lib_animate.webui.ui.accordion import ui_fields, values_to_dict
 
 
 @pytest.mark.parametrize("values, message", [

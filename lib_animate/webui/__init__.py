@@ -1,5 +1,5 @@
 """Adapters to the AUTOMATIC1111 webui: the only package that imports ``modules.*``.
 
-``args`` and ``compat_animatediff`` are plain Python (tested in CI); the other modules run
-inside the webui process.
+``api`` (the request contract) is plain Python, tested in CI without a webui; ``jobs``,
+``controlnet`` and ``ui`` run inside the webui process (their webui-free parts are unit-tested too).
 """

@@ -86,7 +86,7 @@ def register(shared) -> None:
 
     from lib_animate.video.options import X264_PRESETS
 
-    from .args import FORMATS
+    from .api.args import FORMATS
 
     components = {
         "animate_anyone_mp4_crf": (gr.Slider, {"minimum": 0, "maximum": 51, "step": 1}),

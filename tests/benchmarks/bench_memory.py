@@ -5,7 +5,7 @@ A command that prints a table (and optionally writes JSON); it is not a timed te
     python -m tests.benchmarks.bench_memory                  # CUDA if present, else the CPU tiny config
     python -m tests.benchmarks.bench_memory --frames 16,32,64
 
-The call pattern is the webui's: ``lib_animate.webui.denoiser.WindowedInnerModel`` wraps the
+The call pattern is the webui's: ``lib_animate.webui.jobs.denoiser.WindowedInnerModel`` wraps the
 denoiser's inner model, so one denoiser call over all frames (cond and uncond batched) becomes
 one UNet call per context window (16 frames, overlap 4, pyramid fusion: the job's defaults),
 with the v2-shaped motion module injected and its frame count set per window. The UNet and
@@ -30,7 +30,7 @@ import torch
 
 from lib_animate.motion import inject
 from lib_animate.sampling.layout import FrameLayout
-from lib_animate.webui.denoiser import WindowedInnerModel, WindowSchedule
+from lib_animate.webui.jobs.denoiser import WindowedInnerModel, WindowSchedule
 from tests.benchmarks.bench_motion import (
     BenchConfig, autocast_context, build_ldm_unet, build_motion_model, environment, full_config, is_cuda, make_inputs,
     synchronize, tiny_config, webui_attention, write_json,

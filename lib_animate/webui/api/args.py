@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Tuple
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 
 MODES = ("animatediff", "animate_anyone")
 FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")

@@ -14,10 +14,10 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..pose import PoseClip, RenderOptions, parse_pose_json, placement, prepare_pose_video, render_pose_sequence
-from ..video.decode import DEFAULT_MAX_TOTAL_PIXELS as MAX_TOTAL_PIXELS
-from .args import AnimateArgs, pose_inputs_given
+from ...errors import InvalidInputError
+from ...pose import PoseClip, RenderOptions, parse_pose_json, placement, prepare_pose_video, render_pose_sequence
+from ...video.decode import DEFAULT_MAX_TOTAL_PIXELS as MAX_TOTAL_PIXELS
+from ..api.args import AnimateArgs, pose_inputs_given
 
 # A rendered skeleton is mostly black; a photo or a real-person video is not.
 SKELETON_DARK_LEVEL = 24
@@ -153,7 +153,7 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
     fps = args.fps
 
     if given[0] == "pose_video":
-        from ..video import read_video
+        from ...video import read_video
 
         data = file_bytes(args.pose_video, "pose_video")
         video = read_video(data, stride=args.pose_stride, target_fps=target_fps, max_frames=budget)
@@ -197,7 +197,7 @@ def _check_length(count: int, explicit: Optional[int], limits: PoseLimits, what:
 
 
 def _detect(frames, limits: PoseLimits, progress):
-    from ..pose.dwpose import DWPoseDetector
+    from ...pose.dwpose import DWPoseDetector
 
     detector = DWPoseDetector.from_folders(
         limits.dwpose_dir or None, webui_root=limits.webui_root, extra_dirs=limits.extra_dwpose_dirs,

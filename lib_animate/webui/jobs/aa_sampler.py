@@ -11,9 +11,9 @@ and does the update with the exact schedule.
 
 import torch
 
-from ..sampling.aa_ddim import sample_aa_ddim, trailing_timesteps
-from ..sampling.schedules import ANIMATE_ANYONE
-from .errors import RequestError
+from ...sampling.aa_ddim import sample_aa_ddim, trailing_timesteps
+from ...sampling.schedules import ANIMATE_ANYONE
+from ..errors import RequestError
 
 # Not "... DDIM": the webui reads a trailing scheduler name ("DDIM" is one) off sampler names.
 NAME = "Animate Anyone (DDIM)"

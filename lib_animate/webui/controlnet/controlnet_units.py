@@ -21,10 +21,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..errors import InvalidInputError
-from ..video.frame_files import link_frames
+from ...errors import InvalidInputError
+from ...video.frame_files import link_frames
 from .control_sources import FrameSource, SourceLimits, check_server_path, folder_source, image_list_source
-from .errors import RequestError
+from ..errors import RequestError
 
 CONTROLNET_TITLE = "controlnet"
 PER_FRAME_IPADAPTER_BROKEN = (

@@ -16,13 +16,13 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..errors import AnimateError
-from .args import MAX_FRAMES, AnimateArgs, control_inputs_given, has_init_video
-from .control_sources import FrameSource, SourceLimits, check_server_path, control_source, mask_files, read_video_frames
-from .controlnet_units import (ControlPlan, VideoRequest, check_lengths, configure_per_frame, find_script, is_inpaint,
+from ...errors import AnimateError
+from ..api.args import MAX_FRAMES, AnimateArgs, control_inputs_given, has_init_video
+from ..controlnet.control_sources import FrameSource, SourceLimits, check_server_path, control_source, mask_files, read_video_frames
+from ..controlnet.controlnet_units import (ControlPlan, VideoRequest, check_lengths, configure_per_frame, find_script, is_inpaint,
                                plan_units)
-from .errors import RequestError
-from .scratch import scratch_folder
+from ..errors import RequestError
+from ..scratch import scratch_folder
 
 
 class _Scratch:
@@ -138,7 +138,7 @@ def _lazy_frame_files(frames, inputs: VideoInputs):
 
     def get() -> FrameSource:
         if not written:
-            from ..video.frame_files import write_frames
+            from ...video.frame_files import write_frames
 
             written.append(FrameSource("'init_video'", write_frames(list(frames), inputs.scratch.sub("init")), kind="init_video"))
         return written[0]

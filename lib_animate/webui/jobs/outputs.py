@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from ..video import EncodeOptions, encode_video, save_png_frames, save_video
-from .scratch import scratch_folder
+from ...video import EncodeOptions, encode_video, save_png_frames, save_video
+from ..scratch import scratch_folder
 
 EXTENSIONS = {"GIF": "gif", "MP4": "mp4", "WEBM": "webm", "WEBP": "webp"}
 

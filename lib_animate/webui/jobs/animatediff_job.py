@@ -11,15 +11,16 @@ from typing import Any, List, Optional, Tuple
 
 import torch
 
-from ..motion import apply_motion_loras, check_compatible, inject, noise_schedule
-from ..motion.lora import resolve_pairs
-from ..sampling.encode_chunks import chunked_encode
-from ..sampling.img2vid import blend_init_latents, img2vid_weights
-from ..sampling.prompt_travel import PromptTravel, is_travel_prompt, parse_travel_prompt
-from . import infotext, video_inputs
+from ...motion import apply_motion_loras, check_compatible, inject, noise_schedule
+from ...motion.lora import resolve_pairs
+from ...sampling.encode_chunks import chunked_encode
+from ...sampling.img2vid import blend_init_latents, img2vid_weights
+from ...sampling.prompt_travel import PromptTravel, is_travel_prompt, parse_travel_prompt
+from ..api import infotext
+from . import video_inputs
 from .aa_inputs import PixelBudget, decode_image
-from .controlnet_bridge import ControlBridge
-from .errors import RequestError
+from ..controlnet.controlnet_bridge import ControlBridge
+from ..errors import RequestError
 from .job import VideoJob
 from .model_state import ModelState
 

@@ -8,8 +8,8 @@ the job recognises, so the UI and the API share one validator.
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
-from .args import AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs
-from .infotext import pasted_fields
+from ..api.args import AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs
+from ..api.infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
 NO_LORA = "None"
@@ -49,7 +49,7 @@ def _control_upload(files) -> Dict[str, Any]:
         return {}
     if len(files) == 1:
         return {"control_video": _read_upload(files[0])}
-    from ..video.frame_files import natural_key
+    from ...video.frame_files import natural_key
 
     paths = sorted((getattr(f, "name", f) for f in files), key=lambda path: natural_key(os.path.basename(path)))
     return {"control_frames": [_read_upload(path) for path in paths]}

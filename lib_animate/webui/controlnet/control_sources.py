@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
-from ..errors import InvalidInputError
-from ..video.frame_files import check_images, list_frame_files, write_frames
-from .aa_inputs import PixelBudget, decode_image, file_bytes
-from .args import AnimateArgs, control_inputs_given
+from ...errors import InvalidInputError
+from ...video.frame_files import check_images, list_frame_files, write_frames
+from ..jobs.aa_inputs import PixelBudget, decode_image, file_bytes
+from ..api.args import AnimateArgs, control_inputs_given
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _check_count(name: str, count: int, limits: SourceLimits) -> None:
 
 def read_video_frames(value: Any, name: str, stride: int, limits: SourceLimits, is_path: bool = False):
     """Decoded frames (N x H x W x 3 uint8) of a video given as base64, bytes or a server path."""
-    from ..video import read_video
+    from ...video import read_video
 
     source = value if is_path else file_bytes(value, name)
     try:
@@ -172,7 +172,7 @@ def _as_image(value: Any, where: str, decode_base64: Optional[Callable], budget:
 def pose_json_source(data: Any, name: str, stride: int, limits: SourceLimits, folder: str, width: int, height: int) -> FrameSource:
     """OpenPose / ControlNet keypoints drawn as skeleton frames at the generation size (the
     renderer of the Animate Anyone mode: what an OpenPose ControlNet expects with module 'none')."""
-    from ..pose import parse_pose_json, render_pose_sequence
+    from ...pose import parse_pose_json, render_pose_sequence
 
     try:
         poses = parse_pose_json(data, canvas_size=(width, height))

@@ -15,8 +15,8 @@ Lifecycle (webui hook -> what happens here):
 * ``p.close`` (always called, also after exceptions): restore whatever is still applied.
 
 The job object lives on ``p``; nothing about a job is global. The modes are subclasses:
-:class:`~lib_animate.webui.animatediff_job.AnimateDiffJob` and
-:class:`~lib_animate.webui.animate_anyone_job.AnimateAnyoneJob`.
+:class:`~lib_animate.webui.jobs.animatediff_job.AnimateDiffJob` and
+:class:`~lib_animate.webui.jobs.animate_anyone_job.AnimateAnyoneJob`.
 """
 
 import os
@@ -24,17 +24,18 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from typing import Any, Optional, Sequence
 
-from ..errors import AnimateError
-from ..sampling.context import validate_context
-from ..sampling.layout import FrameLayout
-from . import controlnet_units, outputs
-from .args import AnimateArgs, parse_args
-from .compat_animatediff import looks_like_animatediff_payload, translate
+from ...errors import AnimateError
+from ...sampling.context import validate_context
+from ...sampling.layout import FrameLayout
+from ..controlnet import controlnet_units
+from . import outputs
+from ..api.args import AnimateArgs, parse_args
+from ..api.compat_animatediff import looks_like_animatediff_payload, translate
 from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
-from .errors import RequestError, as_request_error
+from ..errors import RequestError, as_request_error
 from .library import MotionLibrary, WeightsCache
 from .model_state import ModelState
-from .settings import Settings, read as read_settings
+from ..settings import Settings, read as read_settings
 
 JOB_ATTRIBUTE = "animate_anyone_job"
 WRAPPED_METHODS = ("init", "sample", "close")
@@ -387,7 +388,7 @@ class VideoJob:
     def _compile_motion_modules(self, stack: ExitStack, motion_model) -> None:
         """The optional torch.compile path (Settings); falls back to eager with a warning."""
         if self.settings is not None and self.settings.compile:
-            from ..motion.compile import compiled_motion_modules
+            from ...motion.compile import compiled_motion_modules
 
             self.compile_status = stack.enter_context(compiled_motion_modules(motion_model))
 

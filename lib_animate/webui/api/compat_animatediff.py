@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Tuple
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 from .args import field_names
 
 CLOSED_LOOP_MODES = ("N", "R-P", "R+P", "A")

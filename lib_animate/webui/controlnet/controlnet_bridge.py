@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import AnimateError
-from ..sampling.control_rows import HintRowsError, per_frame_hint, select_rows
+from ...errors import AnimateError
+from ...sampling.control_rows import HintRowsError, per_frame_hint, select_rows
 
 PER_FRAME_TYPES = ("ControlNet", "ControlNetUnion", "ControlLoRA", "InstantID", "T2I_Adapter")
 

@@ -16,12 +16,12 @@ from typing import Any, Dict, List
 
 import gradio as gr
 
-from ..errors import AnimateError
-from . import settings as settings_module
+from ...errors import AnimateError
+from .. import settings as settings_module
 from . import tab_errors as errors
 from . import tab_inputs as inputs
 from . import tab_paste
-from .args import AA_DDIM, FITS, FORMATS, POSE_SOURCES
+from ..api.args import AA_DDIM, FITS, FORMATS, POSE_SOURCES
 
 TAB_ID = "animate_anyone"
 TITLE = "Animate Anyone"
@@ -80,7 +80,7 @@ class Tab:
         return settings_module.read(shared.opts.data, self.extension_dir, paths.models_path)
 
     def limits(self):
-        from .animate_anyone_job import pose_limits
+        from ..jobs.animate_anyone_job import pose_limits
 
         return pose_limits(self.settings())
 

@@ -17,9 +17,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from . import aa_sampler
-from .args import AA_DDIM
-from .scratch import scratch_folder
+from ..jobs import aa_sampler
+from ..api.args import AA_DDIM
+from ..scratch import scratch_folder
 
 SCRIPT_TITLE = "Animate Anyone"
 PLAYABLE = ("MP4", "WEBM")  # what gr.Video plays in every browser (H.264 MP4, VP9 WebM)
@@ -116,7 +116,7 @@ def collect(processed, formats: List[str]) -> TabResult:
     if playable:
         result.video = playable[0]
     else:  # e.g. only GIF requested: the player still gets a video
-        from ..video import EncodeOptions, save_video
+        from ...video import EncodeOptions, save_video
 
         result.video = save_video(images[:entry["frames"]], os.path.join(scratch, f"{processed.seed}-player.mp4"),
                                   EncodeOptions(fps=entry["fps"]))
@@ -131,7 +131,7 @@ def _scratch_folder() -> str:
 def _frame_files(frames, infotexts: List[str], folder: str, seed) -> List[str]:
     """The frames as PNG files named in frame order, each with its infotext: the gallery serves
     them as they are, and Extras' batch keeps their order."""
-    from ..video import encode_png
+    from ...video import encode_png
 
     paths = []
     for i, frame in enumerate(frames):

@@ -16,10 +16,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..motion import MotionModel, load, load_motion_lora
-from ..motion.lora import MotionLoRA
-from ..safe_load import SAFETENSORS_SUFFIXES, WEIGHT_SUFFIXES
-from .errors import RequestError
+from ...motion import MotionModel, load, load_motion_lora
+from ...motion.lora import MotionLoRA
+from ...safe_load import SAFETENSORS_SUFFIXES, WEIGHT_SUFFIXES
+from ..errors import RequestError
 
 LORA_SUBFOLDER = "lora"
 
@@ -107,7 +107,7 @@ class AnimateAnyoneWeights:
 
 
 def _folder_key(folder: str) -> Tuple:
-    from ..reference.weights import locate_weights
+    from ...reference.weights import locate_weights
 
     files = locate_weights(folder)
     encoder = files.image_encoder
@@ -160,7 +160,7 @@ class WeightsCache:
 
     def animate_anyone(self, folder: str, device: torch.device, dtype: torch.dtype) -> AnimateAnyoneWeights:
         """The release in ``folder`` (converted UNets cached in ``folder/converted``)."""
-        from ..reference.weights import load_weights
+        from ...reference.weights import load_weights
 
         def make():
             models = load_weights(folder, dtype=dtype, cache_dir=os.path.join(folder, "converted"))

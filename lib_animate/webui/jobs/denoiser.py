@@ -19,8 +19,8 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
-from ..sampling.context import apply_windows, context_windows
-from ..sampling.layout import COND, UNCOND, FrameLayout
+from ...sampling.context import apply_windows, context_windows
+from ...sampling.layout import COND, UNCOND, FrameLayout
 
 WRAPPED_MARK = "_animate_anyone_windowed"
 

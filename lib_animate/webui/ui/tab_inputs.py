@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import AnimateError
-from .args import parse_args, pose_inputs_given
+from ...errors import AnimateError
+from ..api.args import parse_args, pose_inputs_given
 
 # The tab's generation controls, in the order the handlers receive them.
 TAB_FIELDS = (
@@ -143,8 +143,8 @@ class PosePreview:
 
 def pose_preview(values: Dict[str, Any], limits, with_gif: bool = True) -> Optional[PosePreview]:
     """The frames the pose guider will see; None without a pose input. Raises AnimateError."""
-    from ..pose.dwpose.files import find_dwpose_files
-    from .aa_inputs import load_pose_clip, looks_like_skeleton
+    from ...pose.dwpose.files import find_dwpose_files
+    from ..jobs.aa_inputs import load_pose_clip, looks_like_skeleton
 
     fields = pose_fields(values)
     args = parse_args(fields)
@@ -170,7 +170,7 @@ def pose_preview(values: Dict[str, Any], limits, with_gif: bool = True) -> Optio
 def _preview_gif(frames, fps: float) -> bytes:
     from PIL import Image
 
-    from ..video import EncodeOptions, encode_video
+    from ...video import EncodeOptions, encode_video
 
     height, width = frames[0].shape[:2]
     scale = min(1.0, PREVIEW_MAX_SIDE / max(width, height))
@@ -199,7 +199,7 @@ def preview_html(preview: Optional[PosePreview]) -> str:
 
 def problems_before_queue(values: Dict[str, Any], limits, weights_folder: str) -> List[str]:
     """Every problem that can be found without the queue: reference, pose, weights folder."""
-    from ..reference.weights import locate_weights
+    from ...reference.weights import locate_weights
 
     problems = []
     reference = reference_problem(values["reference_image"])
@@ -225,8 +225,8 @@ def problems_before_queue(values: Dict[str, Any], limits, weights_folder: str) -
 
 def weights_files(folder: str) -> List[Tuple[str, Optional[int]]]:
     """(name, size in bytes or None when missing) for each file of the release."""
-    from ..reference import weights as w
-    from ..reference.image_encoder import CONFIG_FILE, WEIGHT_FILES, image_encoder_weights_file
+    from ...reference import weights as w
+    from ...reference.image_encoder import CONFIG_FILE, WEIGHT_FILES, image_encoder_weights_file
 
     def size(path):
         return os.path.getsize(path) if path and os.path.isfile(path) else None
@@ -243,7 +243,7 @@ def weights_status(folder: str, problems: Optional[List[str]] = None) -> Tuple[s
     """The status line's HTML (every file of the release, found or missing) and whether the
     folder is complete. ``problems``: errors about the weights to show under it; by default
     what ``locate_weights`` says about the folder."""
-    from ..reference.weights import locate_weights
+    from ...reference.weights import locate_weights
 
     if problems is None:
         try:

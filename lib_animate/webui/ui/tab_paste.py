@@ -9,8 +9,8 @@ import html
 import json
 from typing import Any, List, Optional
 
-from .args import AA_DDIM, FITS, FORMATS, POSE_SOURCES
-from .infotext import KEY, pasted_fields
+from ..api.args import AA_DDIM, FITS, FORMATS, POSE_SOURCES
+from ..api.infotext import KEY, pasted_fields
 
 # control -> how a value from the infotext's JSON becomes the control's value
 _JSON_FIELDS = {
@@ -58,7 +58,7 @@ def _json_getter(name: str, convert):
 
 def _sampler_getter(samplers: List[str]):
     def get(params):
-        from . import aa_sampler
+        from ..jobs import aa_sampler
 
         for name in (pasted_fields(params).get("sampler"), params.get("Sampler")):
             if name == aa_sampler.NAME:
@@ -100,8 +100,8 @@ def gallery_files(gallery: Optional[list]) -> List[str]:
 
 def infotext_of_file(upload: Any):
     """(infotext, note HTML) read from a result file the user dropped."""
-    from ..errors import AnimateError
-    from ..video import read_infotext
+    from ...errors import AnimateError
+    from ...video import read_infotext
 
     if upload is None:
         return "", ""

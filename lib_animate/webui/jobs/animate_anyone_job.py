@@ -25,17 +25,18 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..motion import check_compatible, inject
-from ..reference.image_encoder import encode_reference
-from ..reference.pose_features import PoseFeatures
-from ..reference.reference_attention import ReferenceNet, without_memory_efficient_sdpa
-from ..reference.sampling_pass import animate_anyone_pass
-from ..sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
-from . import aa_sampler, infotext
+from ...motion import check_compatible, inject
+from ...reference.image_encoder import encode_reference
+from ...reference.pose_features import PoseFeatures
+from ...reference.reference_attention import ReferenceNet, without_memory_efficient_sdpa
+from ...reference.sampling_pass import animate_anyone_pass
+from ...sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
+from . import aa_sampler
+from ..api import infotext
 from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip
-from .args import AA_DDIM
-from .controlnet_units import enabled_unit_numbers
-from .errors import RequestError
+from ..api.args import AA_DDIM
+from ..controlnet.controlnet_units import enabled_unit_numbers
+from ..errors import RequestError
 from .job import VideoJob
 from .model_state import ModelState
 
