@@ -19,7 +19,7 @@ OPTIONS = {
     "animate_anyone_default_frames": (16, "Default number of frames in the accordion"),
     "animate_anyone_default_fps": (8, "Default frames per second in the accordion"),
     "animate_anyone_default_formats": (["GIF"], "Default save formats in the accordion"),
-    "animate_anyone_keep_in_vram": (True, "Keep the motion module on the GPU between jobs (faster; moved to the CPU anyway with --medvram/--lowvram)"),
+    "animate_anyone_keep_in_vram": (True, "Keep the motion module / Animate Anyone weights loaded between jobs (faster; with --medvram/--lowvram they are freed after every job and read from disk again)"),
     "animate_anyone_fast_reference": (True, "Animate Anyone: reference keys/values computed once per video (used with the SDP / xformers attention optimisations only)"),
     "animate_anyone_compile": (False, "Compile the motion modules with torch.compile (experimental: the first job at each size pays the compile)"),
     "animate_anyone_mp4_crf": (18, "MP4 (H.264) quality: CRF 0 (lossless) .. 51, lower is better"),
