@@ -102,8 +102,3 @@ def encode_reference(encoder, image) -> torch.Tensor:
     param = next(encoder.parameters())
     pixels = preprocess_reference(image).to(device=param.device, dtype=param.dtype)
     return encoder(pixel_values=pixels).image_embeds.unsqueeze(1)
-
-
-def unconditional_context(context: torch.Tensor) -> torch.Tensor:
-    """The context of the unconditional rows: zeros like the image embedding."""
-    return torch.zeros_like(context)
