@@ -79,17 +79,17 @@ def is_out_of_memory(error: BaseException) -> bool:
 def _guarded(module: TemporalTransformer, compiled, status: CompileStatus):
     eager = type(module).forward.__get__(module)
 
-    def forward(x: torch.Tensor, frames: int) -> torch.Tensor:
+    def forward(x: torch.Tensor, frames: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         if status.fallback is None:
             try:
-                return compiled(x, frames)
+                return compiled(x, frames, scale)
             except Exception as error:  # noqa: BLE001 - decided below by running the eager code
                 if is_out_of_memory(error):
                     raise  # the job fails and restores, as it would eagerly; retrying eagerly would only thrash
-                out = eager(x, frames)  # an error the eager code shares propagates from here
+                out = eager(x, frames, scale)  # an error the eager code shares propagates from here
                 status.fall_back(_summary(error))
                 return out
-        return eager(x, frames)
+        return eager(x, frames, scale)
 
     return forward
 

@@ -26,31 +26,41 @@ from ..errors import IncompatibleModelError, InvalidInputError
 from ..sampling.layout import FrameLayout
 from .groupnorm import cross_frame_group_norm
 from .model import MotionModel, MotionModule
+from .scale import MotionScale
 
 # Set on a UNet while an injection is active (removed on exit).
 ACTIVE_ATTRIBUTE = "_lib_animate_motion_injection"
 
 
 class InjectedMotionModule(nn.Module):
-    """What sits inside the UNet's block: a motion module plus the layout it reads frames from."""
+    """What sits inside the UNet's block: a motion module plus the injection it reads the frame
+    layout and the motion scale from."""
 
     is_lib_animate_motion = True
 
-    def __init__(self, module: MotionModule, layout: FrameLayout):
+    def __init__(self, module: MotionModule, injection: "Injection"):
         super().__init__()
         self.module = module
-        self.layout = layout
+        self.layout = injection.layout
+        self.injection = [injection]  # in a list: not a submodule, no state_dict entries
 
     def forward(self, x):
-        return self.module(x, self.layout.frames)
+        scale = self.injection[0].scale
+        if scale.uniform == 1.0:
+            return self.module(x, self.layout.frames)
+        if scale.uniform == 0.0:
+            return x  # the image model alone: the module is skipped
+        return self.module(x, self.layout.frames, scale.rows(self.layout, x.shape[0], x.device, x.dtype))
 
 
 class Injection:
-    """Handle returned by :func:`inject`: the layout (set ``frames`` for context windows) and model."""
+    """Handle returned by :func:`inject`: the layout (set ``frames`` for context windows), the
+    model, and ``scale`` (a :class:`~lib_animate.motion.scale.MotionScale`, 1 by default)."""
 
-    def __init__(self, motion_model: MotionModel, layout: FrameLayout):
+    def __init__(self, motion_model: MotionModel, layout: FrameLayout, scale: Optional[MotionScale] = None):
         self.motion_model = motion_model
         self.layout = layout
+        self.scale = scale if scale is not None else MotionScale(1.0)
 
     @property
     def frames(self) -> int:
@@ -193,7 +203,8 @@ def check_compatible(unet: nn.Module, motion_model: MotionModel) -> None:
 # --- the context manager ----------------------------------------------------------------------
 
 @contextmanager
-def inject(unet: nn.Module, motion_model: MotionModel, frames: int, layout: Optional[FrameLayout] = None) -> Iterator[Injection]:
+def inject(unet: nn.Module, motion_model: MotionModel, frames: int, layout: Optional[FrameLayout] = None,
+           scale: Optional[MotionScale] = None) -> Iterator[Injection]:
     """Inject ``motion_model`` into ``unet`` while the ``with`` block runs.
 
     Inside, ``unet(x, timesteps, context)`` with ``x.shape[0] % frames == 0`` applies temporal
@@ -211,12 +222,12 @@ def inject(unet: nn.Module, motion_model: MotionModel, frames: int, layout: Opti
     layout.set_frames(frames)
 
     saved = [(c, OrderedDict(c._modules)) for c in {id(c): c for c, _, _ in plan}.values()]
-    injection = Injection(motion_model, layout)
+    injection = Injection(motion_model, layout, scale)
     try:
         with ExitStack() as stack:
             for container, position, module in plan:  # one module per container
                 children = list(container._modules.values())
-                children.insert(position, InjectedMotionModule(module, layout))
+                children.insert(position, InjectedMotionModule(module, injection))
                 _set_children(container, children)
             setattr(unet, ACTIVE_ATTRIBUTE, injection)
             if motion_model.family.cross_frame_unet_norm:

@@ -22,6 +22,8 @@ class FrameLayout:
     # Role of each clip chunk of the *next* UNet call ("cond" / "uncond"), or None when every
     # chunk is treated as conditional (no CFG information available).
     roles: Optional[Tuple[str, ...]] = None
+    # The video frames of the next call's clip rows (a context window), or None: frames 0 .. frames-1.
+    window: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self):
         self.set_frames(self.frames)

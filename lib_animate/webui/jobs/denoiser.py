@@ -116,6 +116,7 @@ class WindowedInnerModel:
             self.rows_seen += rows
             if not self.schedule.active:
                 self.layout.set_frames(frames)
+                self.layout.window = None
                 if self.on_call is not None:
                     self.on_call(None, roles, kwargs, x)
                 return original(x, sigma, **kwargs)
@@ -123,6 +124,7 @@ class WindowedInnerModel:
             def run(window):
                 index = torch.tensor([c * frames + f for c in range(chunks) for f in window], device=x.device)
                 self.layout.set_frames(len(window))
+                self.layout.window = tuple(window)
                 window_kwargs = _slice_rows(kwargs, index, rows)
                 window_x = x[index]
                 if self.on_call is not None:
@@ -134,6 +136,7 @@ class WindowedInnerModel:
                 fused = apply_windows(run, self.schedule.windows(self.step), frames, weights=self.schedule.fusion, dim=1)
             finally:
                 self.layout.set_frames(self.schedule.length)
+                self.layout.window = None
             return fused.reshape(rows, *fused.shape[2:]).to(x.dtype)
 
         return forward
