@@ -56,6 +56,20 @@ def test_v1_at_scale_0_keeps_its_clip_wide_group_norms(unet, tmp_path):
 
 
 @torch.no_grad()
+def test_a_uniform_scale_in_the_unet_scales_every_residual(unet, tmp_path):
+    model = _motion(tmp_path)
+    x, t, c = unet_inputs(unet, 2 * FRAMES)
+    with inject(unet, model, FRAMES, scale=MotionScale(0.5)):
+        half = unet(x, t, c)
+    with inject(unet, model, FRAMES, scale=MotionScale([0.5] * FRAMES)):
+        listed = unet(x, t, c)
+    with inject(unet, model, FRAMES):
+        trained = unet(x, t, c)
+    assert torch.allclose(half, listed, atol=1e-6) and not torch.allclose(half, trained, atol=1e-3)
+    assert not torch.allclose(half, unet(x, t, c), atol=1e-3)
+
+
+@torch.no_grad()
 def test_a_scale_multiplies_each_modules_residual(tmp_path):
     module = _motion(tmp_path).down_blocks[0].motion_modules[0]
     channels = module.channels

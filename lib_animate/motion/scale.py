@@ -42,6 +42,8 @@ class MotionScale:
 
     def rows(self, layout: FrameLayout, rows: int, device, dtype) -> torch.Tensor:
         """(rows, 1, 1, 1) multipliers for a call of ``rows`` rows laid out as ``layout`` says."""
+        if self.uniform is not None:
+            return torch.full((rows, 1, 1, 1), self.uniform, dtype=dtype, device=device)
         frames = layout.frames
         window = layout.window if layout.window is not None else tuple(range(frames))
         if len(window) != frames or max(window) >= len(self.values):

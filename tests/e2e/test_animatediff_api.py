@@ -168,6 +168,47 @@ def test_long_video_uses_context_windows(webui, motion, baseline):
     assert_plain_request_unchanged(webui, baseline)
 
 
+def test_motion_scale(webui, motion, baseline):
+    """0 gives the image model alone (the webui's own batch, bit for bit, with the checkpoint's schedule),
+    1 today's video; per-frame values work under context windows; bad values are refused."""
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": [], "noise_schedule": "checkpoint"}
+    plain = [ac.image(b) for b in ac.ok(webui, ac.payload(batch_size=8))["images"]]
+    zero = ac.frames_of(ac.ok(webui, ac.payload(dict(args, motion_scale=0))))
+    assert all(np.array_equal(a, b) for a, b in zip(zero, plain))
+    trained = ac.ok(webui, ac.payload(args))["images"][:8]
+    assert ac.ok(webui, ac.payload(dict(args, motion_scale=1.0)))["images"][:8] == trained
+    half = ac.frames_of(ac.ok(webui, ac.payload(dict(args, motion_scale=0.5))))
+    trained_frames = [ac.image(b) for b in trained]
+    assert _mean_abs(half, trained_frames) > 0.1 and _mean_abs(half, zero) > 0.1
+    windows = dict(args, frames=12, context_length=8, context_overlap=2)
+    listed = ac.frames_of(ac.ok(webui, ac.payload(dict(windows, motion_scale=[0.0] * 12))))
+    scalar = ac.frames_of(ac.ok(webui, ac.payload(dict(windows, motion_scale=0))))
+    keyed = ac.frames_of(ac.ok(webui, ac.payload(dict(windows, motion_scale="0:0, 11:0"))))
+    assert all(np.array_equal(a, b) for a, b in zip(listed, scalar)) and all(np.array_equal(a, b) for a, b in zip(keyed, scalar))
+    ramp = ac.ok(webui, ac.payload(dict(windows, motion_scale="0:0.2, 11:1.5")))
+    assert "motion_scale" in ramp["info"]["infotexts"][0]
+    assert "keyframe 12 is beyond the last frame" in ac.rejected(webui, ac.payload(dict(windows, motion_scale="0:1, 12:0")))
+    assert "lists 3 values for 12 frames" in ac.rejected(webui, ac.payload(dict(windows, motion_scale=[1, 1, 1])))
+    assert_plain_request_unchanged(webui, baseline)
+
+
+def test_freenoise(webui, motion, baseline):
+    """Within one window FreeNoise changes nothing; beyond it the later frames start from shuffles of the
+    first window's noise -- a different, deterministic video."""
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    one_window = ac.frames_of(ac.ok(webui, ac.payload(dict(args, noise_init="freenoise"))))
+    assert all(np.array_equal(a, b) for a, b in zip(one_window, ac.frames_of(ac.ok(webui, ac.payload(args)))))
+    long = dict(args, frames=12, context_length=8, context_overlap=2)
+    independent = ac.frames_of(ac.ok(webui, ac.payload(long)))
+    free = ac.ok(webui, ac.payload(dict(long, noise_init="freenoise", freenoise_stride=2)))
+    again = ac.ok(webui, ac.payload(dict(long, noise_init="freenoise", freenoise_stride=2)))
+    assert free["images"][:12] == again["images"][:12]
+    frames = ac.frames_of(free)
+    assert _mean_abs(frames[8:], independent[8:]) > 0.5  # the frames after the first window start elsewhere
+    assert "'freenoise_stride' (9) cannot exceed" in ac.rejected(webui, ac.payload(dict(long, noise_init="freenoise", freenoise_stride=9)))
+    assert_plain_request_unchanged(webui, baseline)
+
+
 def test_prompt_travel(webui, motion):
     travel = "masterpiece\n0: a red fox\n5: a white owl\nin the snow"
     args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}

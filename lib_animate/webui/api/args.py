@@ -18,6 +18,7 @@ from ...errors import InvalidInputError
 MODES = ("animatediff", "animate_anyone")
 FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")
 NOISE_SCHEDULES = ("motion_module", "checkpoint")
+NOISE_INITS = ("independent", "freenoise")
 FUSIONS = ("pyramid", "flat")
 INTERPOLATIONS = ("slerp", "lerp")
 FITS = ("resize", "letterbox")
@@ -48,6 +49,10 @@ class AnimateArgs:
     pingpong: bool = False  # videos play forward, then back (the reversed frames without the two ends)
     context_stride: int = 1
     fusion: str = "pyramid"
+    motion_scale: Any = 1.0  # a number, one number per frame, or keyframes "0:1.0, 8:0.6" (0 = the image model alone)
+    noise_init: str = "independent"  # "freenoise": later frames' initial noise is a shuffle of the first window's
+    freenoise_window: int = 0  # 0 = the context length
+    freenoise_stride: int = 4
     noise_schedule: str = "motion_module"
     motion_loras: List[MotionLoraArg] = field(default_factory=list)
     prompt_interpolation: str = "slerp"
@@ -177,6 +182,13 @@ def _formats(name, value):
     return out
 
 
+def _motion_scale(name, value):
+    """Checked in full (ranges, keyframes against the frame count) by the job, which knows the frames."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, list, tuple)):
+        raise InvalidInputError(f"'{name}' must be a number, a list of numbers or keyframes like \"0:1.0, 8:0.6\"; got {value!r}")
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _optional_bool(name, value):
     if value is None or isinstance(value, bool):
         return value
@@ -233,6 +245,10 @@ _VALIDATORS = {
     "pingpong": _bool,
     "context_stride": lambda n, v: _int(n, v, 1, 8),
     "fusion": lambda n, v: _choice(n, v, FUSIONS),
+    "motion_scale": _motion_scale,
+    "noise_init": lambda n, v: _choice(n, v, NOISE_INITS),
+    "freenoise_window": lambda n, v: _int(n, v, 0, MAX_FRAMES),
+    "freenoise_stride": lambda n, v: _int(n, v, 1, MAX_FRAMES),
     "noise_schedule": lambda n, v: _choice(n, v, NOISE_SCHEDULES),
     "motion_loras": _motion_loras,
     "prompt_interpolation": lambda n, v: _choice(n, v, INTERPOLATIONS),
@@ -325,6 +341,10 @@ def parse_args(values: Dict[str, Any]) -> AnimateArgs:
         )
     parsed = {name: _VALIDATORS[name](name, value) for name, value in values.items()}
     args = AnimateArgs(**parsed, given=frozenset(values))
+    if args.freenoise_window and args.freenoise_stride > args.freenoise_window:
+        raise InvalidInputError(
+            f"'freenoise_stride' ({args.freenoise_stride}) cannot exceed 'freenoise_window' ({args.freenoise_window})"
+        )
     if args.context_length and args.context_overlap >= args.context_length:
         raise InvalidInputError(
             f"'context_overlap' ({args.context_overlap}) must be smaller than 'context_length' ({args.context_length})"

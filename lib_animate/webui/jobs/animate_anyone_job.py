@@ -148,6 +148,7 @@ class AnimateAnyoneJob(VideoJob):
         check_compatible(models.denoising_unet, motion)
         length = self._context_windows(args.context_length or min(DEFAULT_CONTEXT_LENGTH, motion.max_frames),
                                        motion.max_frames, "motion_module.pth")
+        self._prepare_motion()
 
         with torch.no_grad():
             self.image_embeds = encode_reference(models.image_encoder, self.reference).to(device, dtype)
@@ -185,7 +186,7 @@ class AnimateAnyoneJob(VideoJob):
         unet = self.weights.models.denoising_unet
         self.model_state.swap_unet(unet)
         stack.callback(self.model_state.unswap_unet)
-        stack.enter_context(inject(unet, self.weights.motion_model, self.window.length, self.layout))
+        stack.enter_context(inject(unet, self.weights.motion_model, self.window.length, self.layout, scale=self.motion_scale))
         self._compile_motion_modules(stack, self.weights.motion_model)
         stack.enter_context(animate_anyone_pass(unet, self.reference_net, self.reference_latent, self.image_embeds,
                                                 self.layout, self.pose, fast_reference_attention=self._fast_reference(),

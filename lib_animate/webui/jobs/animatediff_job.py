@@ -74,6 +74,7 @@ class AnimateDiffJob(VideoJob):
         check_compatible(unet, self.motion_model)
         length = self._context_windows(args.context_length or self.motion_model.max_frames,
                                        self.motion_model.max_frames, self.motion_model.name)
+        self._prepare_motion()
 
         for lora_arg in args.motion_loras:
             lora = self.environment.cache.motion_lora(library.lora_path(lora_arg.name))
@@ -130,7 +131,7 @@ class AnimateDiffJob(VideoJob):
 
     def _sampling(self, stack: ExitStack) -> None:
         unet = self.p.sd_model.model.diffusion_model
-        stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout))
+        stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout, scale=self.motion_scale))
         self._compile_motion_modules(stack, self.motion_model)
         if self.loras:
             stack.enter_context(apply_motion_loras(self.motion_model, self.loras))

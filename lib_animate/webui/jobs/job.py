@@ -24,6 +24,8 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from typing import Any, Optional, Sequence
 
+import torch
+
 from ...errors import AnimateError
 from ...sampling.context import validate_context
 from ...sampling.layout import FrameLayout
@@ -160,6 +162,7 @@ class VideoJob:
         self.originals = {}
         self.holds_cache = False
         self.released = False
+        self.motion_scale = None  # motion.MotionScale, set by _prepare_motion
 
     @property
     def frames(self) -> int:
@@ -315,6 +318,7 @@ class VideoJob:
                 if self.model_state is not None:  # the schedule, undone with everything else below
                     stack.enter_context(self.model_state.applied(self.p, rebuild_sampler=self.is_img2img))
                 self._sampling(stack)
+                self._freenoise(stack)
             except AnimateError as e:  # e.g. weights that turn out not to fit: a request error, not a crash
                 raise as_request_error(e) from e
             self.sampling = True
@@ -384,6 +388,35 @@ class VideoJob:
         self.layout.set_frames(length)
         self.windowed = WindowedInnerModel(self.window, self.layout, on_call=self._on_unet_call)
         return length
+
+    def _prepare_motion(self) -> None:
+        """Motion scale and FreeNoise, once the frame count and the window are known."""
+        from ...motion import parse_motion_scale
+
+        self.motion_scale = parse_motion_scale(self.args.motion_scale, self.frames)
+        window = self.args.freenoise_window or self.window.length
+        if self.args.noise_init == "freenoise" and self.args.freenoise_stride > window:
+            raise RequestError(f"'freenoise_stride' ({self.args.freenoise_stride}) cannot exceed the FreeNoise window "
+                               f"({window} frames: 'freenoise_window', or the context length when 0)")
+
+    def _freenoise(self, stack: ExitStack) -> None:
+        """FreeNoise: the sampler's initial noise (the first draw from p.rng in this p.sample) is
+        rescheduled from the first window's noise; ancestral samplers' later draws are left alone."""
+        rng = getattr(self.p, "rng", None)
+        if self.args.noise_init != "freenoise" or rng is None:
+            return
+        from ...sampling.noise import apply_freenoise
+
+        window = self.args.freenoise_window or self.window.length
+        original = rng.next
+        seed = int(self.p.seeds[0])
+
+        def first_draw():
+            vars(rng).pop("next", None)
+            return apply_freenoise(original(), window, self.args.freenoise_stride, torch.Generator().manual_seed(seed))
+
+        rng.next = first_draw
+        stack.callback(lambda: vars(rng).pop("next", None))
 
     def _compile_motion_modules(self, stack: ExitStack, motion_model) -> None:
         """The optional torch.compile path (Settings); falls back to eager with a warning."""

@@ -8,7 +8,8 @@ the job recognises, so the UI and the API share one validator.
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..api.args import AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs
+from ..api.args import (AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS, NOISE_SCHEDULES, POSE_SOURCES,
+                        AnimateArgs)
 from ..api.infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
@@ -16,7 +17,8 @@ NO_LORA = "None"
 
 _COMMON_FIELDS = (
     "enable", "mode", "motion_module", "frames", "fps", "loop", "formats", "pingpong",
-    "context_length", "context_overlap", "closed_loop", "context_stride", "fusion",
+    "context_length", "context_overlap", "closed_loop", "context_stride", "fusion", "motion_scale", "noise_init",
+    "freenoise_window", "freenoise_stride",
     "noise_schedule", "prompt_interpolation", "control_upload", "control_stride", "control_maps",
 )
 _IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "latent_power_last", "latent_scale_last",
@@ -55,6 +57,16 @@ def _control_upload(files) -> Dict[str, Any]:
     return {"control_frames": [_read_upload(path) for path in paths]}
 
 
+def _motion_scale_text(text):
+    """The box holds a number or keyframes; a number goes to the job as a number."""
+    if text is None or not str(text).strip():
+        return 1.0
+    try:
+        return float(text)
+    except ValueError:
+        return str(text).strip()
+
+
 def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
     """The UI components' values -> the API's field dict."""
     named = dict(zip(ui_fields(is_img2img), values))
@@ -68,7 +80,9 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
         if name and name != NO_LORA:
             loras.append({"name": name, "strength": float(strength)})
     named["motion_loras"] = loras
-    for key in ("frames", "loop", "context_length", "context_overlap", "context_stride", "control_stride"):
+    named["motion_scale"] = _motion_scale_text(named.get("motion_scale"))
+    for key in ("frames", "loop", "context_length", "context_overlap", "context_stride", "control_stride",
+                "freenoise_window", "freenoise_stride"):
         if isinstance(named.get(key), float) and named[key].is_integer():
             named[key] = int(named[key])
     named["formats"] = list(named.get("formats") or [])
@@ -132,6 +146,14 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
             with FormRow():
                 closed_loop = gr.Checkbox(label="Closed loop (the end joins the start)", value=defaults.closed_loop, elem_id=eid("closed_loop"))
                 fusion = gr.Radio(label="Window fusion", choices=list(FUSIONS), value=defaults.fusion, elem_id=eid("fusion"))
+            with FormRow():
+                noise_init = gr.Radio(label="Initial noise", choices=list(NOISE_INITS), value=defaults.noise_init, elem_id=eid("noise_init"),
+                                      tooltip="freenoise: frames after the first window start from shuffles of its noise (steadier long videos)")
+                freenoise_window = gr.Number(label="FreeNoise window (0 = context length)", value=defaults.freenoise_window, precision=0, minimum=0, elem_id=eid("freenoise_window"))
+                freenoise_stride = gr.Number(label="FreeNoise stride", value=defaults.freenoise_stride, precision=0, minimum=1, elem_id=eid("freenoise_stride"))
+        motion_scale = gr.Textbox(label="Motion scale", value=str(defaults.motion_scale), elem_id=eid("motion_scale"),
+                                  placeholder="1.0, or keyframes 0:1.0, 8:0.6",
+                                  tooltip="How strongly the motion module acts: 0 = the image model alone, 1 = as trained; keyframes 'frame:value' per frame")
         with FormRow():
             noise_schedule = gr.Radio(label="Noise schedule", choices=list(NOISE_SCHEDULES), value=defaults.noise_schedule, elem_id=eid("noise_schedule"),
                                       tooltip="motion_module: the schedule the motion module was trained with (recommended); checkpoint: keep the checkpoint's")
@@ -170,7 +192,7 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
     refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
 
     components = [enable, mode, motion_module, frames, fps, loop, formats, pingpong, context_length, context_overlap,
-                  closed_loop, context_stride, fusion, noise_schedule, prompt_interpolation, control_upload, control_stride,
+                  closed_loop, context_stride, fusion, motion_scale, noise_init, freenoise_window, freenoise_stride, noise_schedule, prompt_interpolation, control_upload, control_stride,
                   control_maps] + lora_components + img2img_components + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)
     script.paste_field_names = []
@@ -222,7 +244,10 @@ def _infotext_fields(components, is_img2img: bool):
 
 def _field_getter(name: str):
     def get(params):
-        return pasted_fields(params).get(name)
+        value = pasted_fields(params).get(name)
+        if name == "motion_scale" and isinstance(value, list):  # per-frame values: the box takes keyframes
+            value = ", ".join(f"{i}:{v:g}" for i, v in enumerate(value))
+        return value
 
     return get
 
