@@ -435,6 +435,19 @@ def test_an_xyz_plot_whose_second_cell_fails_leaves_the_model_as_it_was(webui, m
     assert_plain_request_unchanged(webui, baseline)
 
 
+def test_an_xyz_plot_of_video_jobs_draws_frame_0_of_each_cell(webui, motion, baseline):
+    """The plot keeps each cell's first image and draws a grid of them: in every layout (ours, and
+    sd-webui-animatediff's videos-first one) a cell's first image is its frame 0."""
+    ours = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 4, "formats": ["GIF"]})
+    for args in (ours["alwayson_scripts"][ac.KEY]["args"][0], dict(THEIRS, format=["GIF", "Frame"])):
+        body = ac.payload(args, script_name="x/y/z plot", script_args=[4, "1, 2"] + XYZ_PLOT_STEPS[2:])
+        response = webui.post("/sdapi/v1/txt2img", body)
+        assert response.ok, response.text()[:2000]
+        grid = ac.image(response.json()["images"][0])
+        assert grid.shape[0] >= 64 and grid.shape[1] >= 128  # two 64 x 64 cells side by side (and labels)
+    assert_plain_request_unchanged(webui, baseline)
+
+
 def test_an_interrupted_job_leaves_the_model_clean(webui, motion, baseline):
     body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 16, "formats": ["GIF"]}, steps=40, width=128, height=128)
     result = {}

@@ -12,6 +12,8 @@ Layout of ``processed.images`` afterwards:
   when it asked for "Frame", then what other scripts added.
 * UI: an animated GIF/WebP per video first (the gallery shows file paths byte for byte, so it
   animates), then the frames.
+* A cell of the X/Y/Z plot: the frames first in every layout (the plot draws each cell's first
+  image), then the videos.
 """
 
 import base64
@@ -228,7 +230,8 @@ def write_job_outputs(processed, job: "FinishedJob") -> None:
 
     count = result.videos * frames
     frame_infotexts = list(processed.infotexts[first:first + count])
-    if p.is_api and compat is not None:
+    cell = in_xyz_plot(p)  # the plot keeps each cell's first image and draws it: frame 0 must come first
+    if p.is_api and compat is not None and not cell:
         trailing = [i for i in result.items if i.format != "PNG"]
         returned = [i for order in video_frames for i in order] if compat.frames_in_answer else []
         processed.images = [base64_item(i) for i in trailing] + [all_frames[i] for i in returned] + others
@@ -242,12 +245,28 @@ def write_job_outputs(processed, job: "FinishedJob") -> None:
         processed.infotexts = frame_infotexts + [video_infotexts[i.video] for i in trailing]
         result.first_item_index = count
         result.frames_index, result.returned_frames = (0 if count else None), count
+    elif cell:
+        processed.images = all_frames[:count] + result.previews + others
+        result.frames_index, result.returned_frames = (0 if count else None), count
+        extra_previews = len(result.previews) - len(video_infotexts)
+        processed.infotexts = frame_infotexts + video_infotexts + [video_infotexts[0]] * extra_previews
     else:
         processed.images = result.previews + all_frames[:count] + others
         result.frames_index, result.returned_frames = (len(result.previews) if count else None), count
         extra_previews = len(result.previews) - len(video_infotexts)
         processed.infotexts = video_infotexts + [video_infotexts[0]] * extra_previews + frame_infotexts
     processed.index_of_first_image = 0
+
+
+def in_xyz_plot(p) -> bool:
+    """Whether ``p`` is a cell of the webui's X/Y/Z plot (the selected script of its run)."""
+    runner, args = getattr(p, "scripts", None), getattr(p, "script_args", None)
+    try:
+        index = int(args[0]) if args else 0
+        scripts = runner.selectable_scripts
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return 0 < index <= len(scripts) and scripts[index - 1].title().lower() == "x/y/z plot"
 
 
 def video_folder(job: "FinishedJob", seed, prompt, image) -> str:
