@@ -85,11 +85,6 @@ def test_video_length_below_batch_size_is_refused_with_what_to_send():
 @pytest.mark.parametrize("field, value, instead", [
     ("interp", "FILM", "send 'interp': 'Off'"),
     ("interp_x", 4, "send 10 or leave it out"),
-    ("freeinit_enable", True, "send 'freeinit_enable': false"),
-    ("freeinit_iters", 5, "leave the freeinit_\\* fields out"),
-    ("freeinit_filter", "gaussian", "leave the freeinit_\\* fields out"),
-    ("freeinit_ds", 0.5, "leave the freeinit_\\* fields out"),
-    ("freeinit_dt", 0.5, "leave the freeinit_\\* fields out"),
     ("is_i2i_batch", True, "leave it out"),
     ("video_default", True, "leave it out"),
     ("prompt_scheduler", "x", "leave it out"),
@@ -98,6 +93,15 @@ def test_fields_without_an_equivalent_are_refused_unless_at_their_default(field,
     with pytest.raises(InvalidInputError, match=f"'{field}' = .* is not supported here: .*{instead}"):
         translate(dict(DOCUMENTED, **{field: value}))
     translate(dict(DOCUMENTED))  # the documented defaults pass
+
+
+def test_freeinit_fields_map_to_ours():
+    ours, _ = translate(dict(DOCUMENTED, freeinit_enable=True, freeinit_iters=4, freeinit_filter="box", freeinit_ds=0.5, freeinit_dt=0.125))
+    args = parse_args(ours)
+    assert (args.freeinit_iterations, args.freeinit_filter, args.freeinit_spatial, args.freeinit_temporal) == (3, "box", 0.5, 0.125)
+    assert "freeinit_iterations" not in translate(dict(DOCUMENTED, freeinit_iters=5))[0]  # not enabled: off
+    with pytest.raises(InvalidInputError, match="'freeinit_iters' must be a whole number of passes from 2 to 9"):
+        translate(dict(DOCUMENTED, freeinit_enable=True, freeinit_iters=1))
 
 
 def test_latent_last_fields_map_to_ours():

@@ -103,13 +103,15 @@ def test_ui_values_become_the_api_dict():
                   motion_lora_1_strength=1.0, motion_lora_2_name=None, motion_lora_2_strength=1.0,
                   init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None, latent_power_last=2.0,
                   latent_scale_last=16.0, control_upload=None, control_stride=2.0, control_maps=False, init_video=None,
-                  pingpong=True, motion_scale="0:1, 8:0.5", noise_init="freenoise", freenoise_window=0.0, freenoise_stride=4.0)
+                  pingpong=True, motion_scale="0:1, 8:0.5", noise_init="freenoise", freenoise_window=0.0, freenoise_stride=4.0,
+                  freeinit_iterations=2.0, freeinit_filter="gaussian", freeinit_spatial=0.5, freeinit_temporal=0.25, freeinit_order=4)
     args = parse_args(values_to_dict([values[n] for n in names], is_img2img=True))
     assert args.control_stride == 2 and args.control_video is None and args.init_video is None
     assert args.frames == 16 and args.loop == 0 and args.motion_loras == [MotionLoraArg("zoom.ckpt", 0.5)]
     assert args.init_strength == 0.9 and args.formats == ["MP4"]
     assert args.pingpong is True and (args.latent_power_last, args.latent_scale_last) == (2.0, 16.0)
     assert args.motion_scale == "0:1, 8:0.5" and args.noise_init == "freenoise" and args.freenoise_stride == 4
+    assert (args.freeinit_iterations, args.freeinit_filter, args.freeinit_spatial) == (2, "gaussian", 0.5)
     values.update(motion_scale=" 0.5 ")
     assert parse_args(values_to_dict([values[n] for n in names], is_img2img=True)).motion_scale == 0.5
 

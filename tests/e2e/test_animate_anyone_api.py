@@ -128,6 +128,16 @@ def test_split_cond_uncond_passes_give_the_same_clip(webui, release):
     assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(batched, split)]) < 1.0
 
 
+def test_motion_scale_and_freenoise_in_the_animate_anyone_mode(webui, release, baseline):
+    body = aa(release, pose_json=pose_frames_json(6), context_length=4, context_overlap=1)
+    today = ac.frames_of(ac.ok(webui, body))
+    still = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=4, context_overlap=1, motion_scale=0)))
+    free = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=4, context_overlap=1,
+                                        noise_init="freenoise", freenoise_stride=2)))
+    assert _mean_abs(still, today) > 0.5 and _mean_abs(free[4:], today[4:]) > 0.5
+    assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
 def test_long_pose_sequence_uses_context_windows(webui, release, baseline):
     data = ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2, formats=["MP4"]))
     windowed = ac.frames_of(data)
@@ -158,6 +168,8 @@ def _dwpose_missing(release):
     ({"pose_json": pose_frames_json(2), "pose_video": "AAAA"}, "several pose inputs at once"),
     ({"pose_json": pose_frames_json(2), "sampler": "Nope"}, "unknown sampler 'Nope'"),
     ({"pose_json": pose_frames_json(2), "fit": "stretch"}, "'fit' must be one of"),
+    ({"pose_json": pose_frames_json(2), "freeinit_iterations": 1}, "FreeInit works in the AnimateDiff mode"),
+    ({"pose_json": pose_frames_json(2), "motion_scale": "0:1, 5:0"}, "keyframe 5 is beyond the last frame"),
 ])
 def test_bad_input_is_answered_422(webui, release, baseline, fields, words):
     body = aa(release, **fields)

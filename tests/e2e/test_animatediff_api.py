@@ -209,6 +209,35 @@ def test_freenoise(webui, motion, baseline):
     assert_plain_request_unchanged(webui, baseline)
 
 
+def test_freeinit(webui, motion, baseline):
+    """Off: today's video. On: the given passes run (each a full sampling), the result is a different,
+    deterministic video; hires runs on the last pass only; img2img and bad values are refused."""
+    args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": []}
+    today = ac.frames_of(ac.ok(webui, ac.payload(args)))
+    off = ac.ok(webui, ac.payload(dict(args, freeinit_iterations=0)))
+    assert "freeinit_passes" not in off["info"]["animate_anyone"]
+    assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(off), today))
+    on = ac.ok(webui, ac.payload(dict(args, freeinit_iterations=2)))
+    assert on["info"]["animate_anyone"]["freeinit_passes"] == 3
+    again = ac.ok(webui, ac.payload(dict(args, freeinit_iterations=2)))
+    assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(on), ac.frames_of(again)))
+    assert _mean_abs(ac.frames_of(on), today) > 0.5
+    # a DDIM (timestep) sampler and a hires pass on the last pass only
+    hires = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
+    data = ac.ok(webui, ac.payload(dict(args, freeinit_iterations=1, freeinit_filter="gaussian"), sampler_name="DDIM", **hires))
+    assert data["info"]["animate_anyone"]["freeinit_passes"] == 2 and ac.frames_of(data)[0].shape == (96, 96, 3)
+    theirs = ac.ok(webui, ac.payload(dict(THEIRS, video_length=8, batch_size=8, format=["GIF", "Frame"], freeinit_enable=True,
+                                          freeinit_iters=2)))
+    assert theirs["info"]["animate_anyone"]["freeinit_passes"] == 2
+    red = io.BytesIO()
+    __import__("PIL.Image").Image.new("RGB", (64, 64), (200, 30, 30)).save(red, format="PNG")
+    error = ac.rejected(webui, ac.payload(dict(args, freeinit_iterations=1), init_images=[base64.b64encode(red.getvalue()).decode()],
+                                          denoising_strength=0.5), path="/sdapi/v1/img2img")
+    assert "FreeInit re-noises" in error
+    assert "'freeinit_spatial' must be at most 1" in ac.rejected(webui, ac.payload(dict(args, freeinit_iterations=1, freeinit_spatial=2)))
+    assert_plain_request_unchanged(webui, baseline)
+
+
 def test_prompt_travel(webui, motion):
     travel = "masterpiece\n0: a red fox\n5: a white owl\nin the snow"
     args = {"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"]}
@@ -308,7 +337,7 @@ def test_sd_webui_animatediff_request_id_and_txt_name_the_saved_files(webui, mot
 @pytest.mark.parametrize("fields, words", [
     ({"video_length": 2}, "send 'batch_size': 2 (or less) for 2 frames"),
     ({"interp": "FILM"}, "send 'interp': 'Off'"),
-    ({"freeinit_enable": True}, "FreeInit is not implemented yet"),
+    ({"freeinit_enable": True, "freeinit_iters": 1}, "'freeinit_iters' must be a whole number of passes from 2 to 9"),
     ({"latent_scale_last": 0}, "'latent_scale_last' must be greater than 0"),
     ({"reverse": [0]}, "'reverse' was merged into 'closed_loop'"),
 ])

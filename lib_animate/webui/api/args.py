@@ -19,6 +19,7 @@ MODES = ("animatediff", "animate_anyone")
 FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")
 NOISE_SCHEDULES = ("motion_module", "checkpoint")
 NOISE_INITS = ("independent", "freenoise")
+FREEINIT_FILTERS = ("butterworth", "gaussian", "ideal", "box")
 FUSIONS = ("pyramid", "flat")
 INTERPOLATIONS = ("slerp", "lerp")
 FITS = ("resize", "letterbox")
@@ -53,6 +54,11 @@ class AnimateArgs:
     noise_init: str = "independent"  # "freenoise": later frames' initial noise is a shuffle of the first window's
     freenoise_window: int = 0  # 0 = the context length
     freenoise_stride: int = 4
+    freeinit_iterations: int = 0  # FreeInit: extra sampling passes from the re-noised result (0 = off)
+    freeinit_filter: str = "butterworth"
+    freeinit_spatial: float = 0.25  # the low-pass filter's spatial stop frequency (0 .. 1)
+    freeinit_temporal: float = 0.25  # its temporal stop frequency (0 .. 1)
+    freeinit_order: float = 4.0  # the Butterworth filter's order
     noise_schedule: str = "motion_module"
     motion_loras: List[MotionLoraArg] = field(default_factory=list)
     prompt_interpolation: str = "slerp"
@@ -110,6 +116,7 @@ _NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "po
 _OMITTED_WHEN_NONE = ("prompt_travel_loop",)
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
 _ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "prompt_travel_loop",
+                     "freeinit_iterations", "freeinit_filter", "freeinit_spatial", "freeinit_temporal", "freeinit_order",
                      "init_strength", "latent_power", "latent_scale", "latent_power_last", "latent_scale_last",
                      "control_stride", "control_maps")
 _ANIMATE_ANYONE_ONLY = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler")
@@ -249,6 +256,11 @@ _VALIDATORS = {
     "noise_init": lambda n, v: _choice(n, v, NOISE_INITS),
     "freenoise_window": lambda n, v: _int(n, v, 0, MAX_FRAMES),
     "freenoise_stride": lambda n, v: _int(n, v, 1, MAX_FRAMES),
+    "freeinit_iterations": lambda n, v: _int(n, v, 0, 8),
+    "freeinit_filter": lambda n, v: _choice(n, v, FREEINIT_FILTERS),
+    "freeinit_spatial": lambda n, v: _number(n, v, 0.0, 1.0),
+    "freeinit_temporal": lambda n, v: _number(n, v, 0.0, 1.0),
+    "freeinit_order": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=32),
     "noise_schedule": lambda n, v: _choice(n, v, NOISE_SCHEDULES),
     "motion_loras": _motion_loras,
     "prompt_interpolation": lambda n, v: _choice(n, v, INTERPOLATIONS),

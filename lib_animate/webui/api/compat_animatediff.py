@@ -24,12 +24,15 @@ video_source           control_video_path (a video file on the server)
 video_path             control_frames_dir (a folder of frames on the server)
 mask_path              control_masks_dir (per-frame masks for ControlNet inpaint units)
 request_id             a suffix of the output file names (<seq>-<seed>-<request_id>)
+freeinit_enable/iters  freeinit_iterations = freeinit_iters - 1 (their count includes the first pass)
+freeinit_filter        freeinit_filter (butterworth, gaussian, box, ideal)
+freeinit_ds / _dt      freeinit_spatial / freeinit_temporal
 =====================  ==============================================================================
 
 Such a request also gets their answer layout (:class:`AnimateDiffCompat`): ``images`` holds, per
 video in order, one entry per requested video format (GIF, MP4, WEBP, WEBM), then the frames only
-when "Frame" is in ``format``. Fields without an equivalent (interp, freeinit_*, is_i2i_batch,
-video_default, prompt_scheduler) are accepted at their defaults and refused otherwise, with a
+when "Frame" is in ``format``. Fields without an equivalent (interp, is_i2i_batch, video_default,
+prompt_scheduler) are accepted at their defaults and refused otherwise, with a
 message that says what to send instead -- never a silent difference.
 """
 
@@ -49,11 +52,6 @@ _UNSUPPORTED = {
     "interp": (("Off", None), "frame interpolation (FILM through Deforum) is not built in; send 'interp': 'Off' "
                               "and interpolate the video afterwards"),
     "interp_x": ((10, None), "it only applies to 'interp': 'FILM', which is not built in; send 10 or leave it out"),
-    "freeinit_enable": ((False, None), "FreeInit is not implemented yet; send 'freeinit_enable': false"),
-    "freeinit_filter": (("butterworth", None), "FreeInit is not implemented yet; leave the freeinit_* fields out"),
-    "freeinit_ds": ((0.25, None), "FreeInit is not implemented yet; leave the freeinit_* fields out"),
-    "freeinit_dt": ((0.25, None), "FreeInit is not implemented yet; leave the freeinit_* fields out"),
-    "freeinit_iters": ((3, None), "FreeInit is not implemented yet; leave the freeinit_* fields out"),
     "is_i2i_batch": ((False, None), "it is set by sd-webui-animatediff itself for the img2img batch tab; leave it out"),
     "video_default": ((False, None), "it is set by sd-webui-animatediff's UI; leave it out"),
     "prompt_scheduler": ((None,), "it is set by sd-webui-animatediff itself; leave it out (prompt travel is read "
@@ -69,7 +67,8 @@ _SIMPLE = {"model": "motion_module", "enable": "enable", "fps": "fps", "loop_num
            "latent_power": "latent_power", "latent_scale": "latent_scale", "latent_power_last": "latent_power_last",
            "latent_scale_last": "latent_scale_last", "last_frame": "last_frame"}
 
-_THEIR_FIELDS = set(_SIMPLE) | set(_UNSUPPORTED) | set(_PATHS) | {
+_FREEINIT = {"freeinit_enable", "freeinit_filter", "freeinit_ds", "freeinit_dt", "freeinit_iters"}
+_THEIR_FIELDS = set(_SIMPLE) | set(_UNSUPPORTED) | set(_PATHS) | _FREEINIT | {
     "video_length", "closed_loop", "batch_size", "overlap", "format", "request_id"}
 
 # Fields that exist only in their payload: one of them marks a payload as theirs.
@@ -134,6 +133,20 @@ def _formats(values: Dict[str, Any]) -> Tuple[list, bool, bool]:
     return ours, "FRAME" in upper, "TXT" in upper
 
 
+def _freeinit(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Their FreeInit fields: ``freeinit_iters`` counts every pass (2 … 5), ours the extra ones."""
+    if not values.get("freeinit_enable"):
+        return {}
+    iters = values.get("freeinit_iters", 3)
+    if isinstance(iters, bool) or not isinstance(iters, (int, float)) or iters != int(iters) or not 2 <= iters <= 9:
+        raise InvalidInputError(f"'freeinit_iters' must be a whole number of passes from 2 to 9; got {iters!r}")
+    out = {"freeinit_iterations": int(iters) - 1}
+    for theirs, ours in (("freeinit_filter", "freeinit_filter"), ("freeinit_ds", "freeinit_spatial"), ("freeinit_dt", "freeinit_temporal")):
+        if values.get(theirs) is not None:
+            out[ours] = values[theirs]
+    return out
+
+
 def translate(values: Dict[str, Any]) -> Tuple[Dict[str, Any], AnimateDiffCompat]:
     """Their payload -> our field dict (validated afterwards by parse_args) and their rules."""
     _check_unsupported(values)
@@ -169,6 +182,7 @@ def translate(values: Dict[str, Any]) -> Tuple[Dict[str, Any], AnimateDiffCompat
         raise InvalidInputError(f"'closed_loop' must be one of 'N', 'R-P', 'R+P', 'A' in an sd-webui-animatediff payload; got {mode!r}")
     out["closed_loop"] = mode != "N"
 
+    out.update(_freeinit(values))
     out["formats"], frames_in_answer, write_txt = _formats(values)
     request_id = values.get("request_id") or ""
     if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):

@@ -24,8 +24,6 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from typing import Any, Optional, Sequence
 
-import torch
-
 from ...errors import AnimateError
 from ...sampling.context import validate_context
 from ...sampling.layout import FrameLayout
@@ -34,6 +32,7 @@ from . import outputs
 from ..api.args import AnimateArgs, parse_args
 from ..api.compat_animatediff import looks_like_animatediff_payload, translate
 from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
+from .initial_noise import FreeInitPasses, freenoise_transform, on_first_draw
 from ..errors import RequestError, as_request_error
 from .library import MotionLibrary, WeightsCache
 from .model_state import ModelState
@@ -163,6 +162,7 @@ class VideoJob:
         self.holds_cache = False
         self.released = False
         self.motion_scale = None  # motion.MotionScale, set by _prepare_motion
+        self.freeinit: Optional[FreeInitPasses] = None
 
     @property
     def frames(self) -> int:
@@ -299,7 +299,8 @@ class VideoJob:
 
     def _info_extra(self) -> dict:
         """Mode-specific entries of the API's ``info.animate_anyone``."""
-        return {"mode": self.args.mode, **self._compile_info()}
+        freeinit = {"freeinit_passes": self.freeinit.passes_run} if self.freeinit is not None else {}
+        return {"mode": self.args.mode, **self._compile_info(), **freeinit}
 
     # --- wrapped p methods ------------------------------------------------------------------------
 
@@ -318,13 +319,12 @@ class VideoJob:
                 if self.model_state is not None:  # the schedule, undone with everything else below
                     stack.enter_context(self.model_state.applied(self.p, rebuild_sampler=self.is_img2img))
                 self._sampling(stack)
-                self._freenoise(stack)
             except AnimateError as e:  # e.g. weights that turn out not to fit: a request error, not a crash
                 raise as_request_error(e) from e
             self.sampling = True
             stack.callback(setattr, self, "sampling", False)
             try:
-                return self.originals["sample"](*args, **kwargs)
+                return self._run_passes(*args, **kwargs)
             except BaseException:
                 self.release()  # postprocess will not run (and p.close may not either)
                 raise
@@ -390,33 +390,37 @@ class VideoJob:
         return length
 
     def _prepare_motion(self) -> None:
-        """Motion scale and FreeNoise, once the frame count and the window are known."""
+        """Motion scale, FreeNoise and FreeInit, once the frame count and the window are known."""
         from ...motion import parse_motion_scale
 
         self.motion_scale = parse_motion_scale(self.args.motion_scale, self.frames)
         window = self.args.freenoise_window or self.window.length
+        if self.args.freeinit_iterations and self.args.mode == "animate_anyone":
+            raise RequestError("FreeInit works in the AnimateDiff mode: Animate Anyone's zero-terminal-SNR schedule noises "
+                               "a result back to pure noise at its first step, so nothing of it would carry over")
+        if self.args.freeinit_iterations and self.is_img2img:
+            raise RequestError("FreeInit re-noises each pass's result back to pure noise, which would discard the init image "
+                               "and the denoising strength; use it in txt2img ('freeinit_iterations': 0 in img2img)")
         if self.args.noise_init == "freenoise" and self.args.freenoise_stride > window:
             raise RequestError(f"'freenoise_stride' ({self.args.freenoise_stride}) cannot exceed the FreeNoise window "
                                f"({window} frames: 'freenoise_window', or the context length when 0)")
 
-    def _freenoise(self, stack: ExitStack) -> None:
-        """FreeNoise: the sampler's initial noise (the first draw from p.rng in this p.sample) is
-        rescheduled from the first window's noise; ancestral samplers' later draws are left alone."""
-        rng = getattr(self.p, "rng", None)
-        if self.args.noise_init != "freenoise" or rng is None:
-            return
-        from ...sampling.noise import apply_freenoise
-
+    def _run_passes(self, *args, **kwargs):
+        """The webui's p.sample, with this job's initial noise (FreeNoise) and FreeInit's passes."""
+        original = self.originals["sample"]
+        p = self.p
+        if getattr(p, "rng", None) is None or (self.args.noise_init != "freenoise" and not self.args.freeinit_iterations):
+            return original(*args, **kwargs)
         window = self.args.freenoise_window or self.window.length
-        original = rng.next
-        seed = int(self.p.seeds[0])
-
-        def first_draw():
-            vars(rng).pop("next", None)
-            return apply_freenoise(original(), window, self.args.freenoise_stride, torch.Generator().manual_seed(seed))
-
-        rng.next = first_draw
-        stack.callback(lambda: vars(rng).pop("next", None))
+        freenoise = freenoise_transform(self.args, window, int(p.seeds[0]))
+        if self.args.freeinit_iterations:
+            self.freeinit = FreeInitPasses(p, self.args, self.frames, freenoise)
+            return self.freeinit.run(original, *args, **kwargs)
+        undo = on_first_draw(p, freenoise)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            undo()
 
     def _compile_motion_modules(self, stack: ExitStack, motion_model) -> None:
         """The optional torch.compile path (Settings); falls back to eager with a warning."""

@@ -8,8 +8,8 @@ the job recognises, so the UI and the API share one validator.
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..api.args import (AA_DDIM, FITS, FORMATS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS, NOISE_SCHEDULES, POSE_SOURCES,
-                        AnimateArgs)
+from ..api.args import (AA_DDIM, FITS, FORMATS, FREEINIT_FILTERS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS, NOISE_SCHEDULES,
+                        POSE_SOURCES, AnimateArgs)
 from ..api.infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
@@ -18,7 +18,8 @@ NO_LORA = "None"
 _COMMON_FIELDS = (
     "enable", "mode", "motion_module", "frames", "fps", "loop", "formats", "pingpong",
     "context_length", "context_overlap", "closed_loop", "context_stride", "fusion", "motion_scale", "noise_init",
-    "freenoise_window", "freenoise_stride",
+    "freenoise_window", "freenoise_stride", "freeinit_iterations", "freeinit_filter", "freeinit_spatial", "freeinit_temporal",
+    "freeinit_order",
     "noise_schedule", "prompt_interpolation", "control_upload", "control_stride", "control_maps",
 )
 _IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "latent_power_last", "latent_scale_last",
@@ -82,7 +83,7 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
     named["motion_loras"] = loras
     named["motion_scale"] = _motion_scale_text(named.get("motion_scale"))
     for key in ("frames", "loop", "context_length", "context_overlap", "context_stride", "control_stride",
-                "freenoise_window", "freenoise_stride"):
+                "freenoise_window", "freenoise_stride", "freeinit_iterations"):
         if isinstance(named.get(key), float) and named[key].is_integer():
             named[key] = int(named[key])
     named["formats"] = list(named.get("formats") or [])
@@ -151,6 +152,15 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
                                       tooltip="freenoise: frames after the first window start from shuffles of its noise (steadier long videos)")
                 freenoise_window = gr.Number(label="FreeNoise window (0 = context length)", value=defaults.freenoise_window, precision=0, minimum=0, elem_id=eid("freenoise_window"))
                 freenoise_stride = gr.Number(label="FreeNoise stride", value=defaults.freenoise_stride, precision=0, minimum=1, elem_id=eid("freenoise_stride"))
+        with gr.Accordion("FreeInit (steadier videos; each pass costs a full sampling)", open=False):
+            with FormRow():
+                freeinit_iterations = gr.Slider(label="Extra passes (0 = off)", minimum=0, maximum=8, step=1, value=defaults.freeinit_iterations,
+                                                elem_id=eid("freeinit_iterations"))
+                freeinit_filter = gr.Radio(label="Filter", choices=list(FREEINIT_FILTERS), value=defaults.freeinit_filter, elem_id=eid("freeinit_filter"))
+            with FormRow():
+                freeinit_spatial = gr.Slider(label="Spatial stop frequency", minimum=0, maximum=1, step=0.0625, value=defaults.freeinit_spatial, elem_id=eid("freeinit_spatial"))
+                freeinit_temporal = gr.Slider(label="Temporal stop frequency", minimum=0, maximum=1, step=0.0625, value=defaults.freeinit_temporal, elem_id=eid("freeinit_temporal"))
+                freeinit_order = gr.Number(label="Butterworth order", value=defaults.freeinit_order, minimum=0.5, elem_id=eid("freeinit_order"))
         motion_scale = gr.Textbox(label="Motion scale", value=str(defaults.motion_scale), elem_id=eid("motion_scale"),
                                   placeholder="1.0, or keyframes 0:1.0, 8:0.6",
                                   tooltip="How strongly the motion module acts: 0 = the image model alone, 1 = as trained; keyframes 'frame:value' per frame")
@@ -192,7 +202,8 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
     refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
 
     components = [enable, mode, motion_module, frames, fps, loop, formats, pingpong, context_length, context_overlap,
-                  closed_loop, context_stride, fusion, motion_scale, noise_init, freenoise_window, freenoise_stride, noise_schedule, prompt_interpolation, control_upload, control_stride,
+                  closed_loop, context_stride, fusion, motion_scale, noise_init, freenoise_window, freenoise_stride, freeinit_iterations, freeinit_filter, freeinit_spatial,
+                  freeinit_temporal, freeinit_order, noise_schedule, prompt_interpolation, control_upload, control_stride,
                   control_maps] + lora_components + img2img_components + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)
     script.paste_field_names = []
