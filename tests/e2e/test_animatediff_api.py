@@ -496,6 +496,32 @@ def test_an_interrupted_job_leaves_the_model_clean(webui, motion, baseline):
     assert_plain_request_unchanged(webui, baseline)
 
 
+@pytest.mark.parametrize("action", ["interrupt", "skip"])
+def test_interrupt_or_skip_ends_freeinits_passes(webui, motion, baseline, action):
+    """Interrupt or Skip in the second FreeInit pass ends the passes: the answer comes back at once with
+    the passes that ran, the progress text named the pass, and the model is clean."""
+    body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8, "formats": ["GIF"], "freeinit_iterations": 3},
+                      steps=30, width=96, height=96)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(response=webui.post("/sdapi/v1/txt2img", body)))
+    worker.start()
+    seen = ""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        progress = webui.get("/sdapi/v1/progress").json()
+        seen = progress.get("textinfo") or seen
+        if "FreeInit pass 2/4" in seen and progress["state"]["sampling_step"] >= 2:
+            break
+        time.sleep(0.2)
+    assert "FreeInit pass 2/4" in seen, seen
+    webui.post(f"/sdapi/v1/{action}", {})
+    worker.join(300)
+    assert result["response"].ok
+    entry = __import__("json").loads(result["response"].json()["info"])["animate_anyone"]
+    assert entry["freeinit_passes"] == 2 and entry["interrupted"] is True
+    assert_plain_request_unchanged(webui, baseline)
+
+
 @pytest.mark.parametrize("optimization", ["sub-quadratic", "Doggettx", "sdp"])
 def test_webui_attention_optimizations(webui, motion, optimization):
     """The spatial attention runs through whatever the webui selected; the motion modules keep their own."""
