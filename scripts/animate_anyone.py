@@ -10,6 +10,7 @@ from lib_animate.webui import settings
 from lib_animate.webui.jobs import aa_sampler
 from lib_animate.webui.jobs import job as video_job
 from lib_animate.webui.ui import accordion as video_ui
+from lib_animate.webui.ui import xyz_axes
 
 EXTENSION_DIR = scripts.basedir()
 environment = video_job.Environment(EXTENSION_DIR)
@@ -45,3 +46,5 @@ script_callbacks.on_script_unloaded(aa_sampler.unregister)
 script_callbacks.on_cfg_denoiser(video_job.on_cfg_denoiser)
 settings.register(shared)  # now: the API needs the options also when no UI is built (--nowebui)
 script_callbacks.on_ui_settings(lambda: settings.register(shared))
+# X/Y/Z plot axes for our fields: added before the UI copies the plot's axis list (idempotent)
+script_callbacks.on_before_ui(lambda: xyz_axes.register(lambda: environment.library().modules()))

@@ -157,3 +157,44 @@ def test_settings_table_is_consistent():
     overridden = [line.split('"')[1] for line in source.splitlines() if line.strip().startswith('"animate_anyone_')]
     assert overridden and all(key in settings.OPTIONS for key in overridden)
     assert all("gr." in line for line in source.splitlines() if line.strip().startswith('"animate_anyone_'))
+
+
+def test_xyz_overrides_are_checked_like_the_fields_and_enable_the_job():
+    from lib_animate.webui.api.args import with_overrides
+
+    args = parse_args({"motion_loras": [{"name": "zoom.ckpt", "strength": 0.5}, {"name": "pan.ckpt"}]})
+    cell = with_overrides(args, {"frames": 24, "motion_scale": "0:1, 8:0.5", "motion_lora_strength": 0.8})
+    assert cell.enable and cell.frames == 24 and cell.motion_scale == "0:1, 8:0.5"
+    assert [lora.strength for lora in cell.motion_loras] == [0.8, 0.8] and "frames" in cell.given
+    assert args.frames == 16 and args.motion_loras[0].strength == 0.5  # the shared args are untouched
+    with pytest.raises(InvalidInputError, match="'frames' must be at least 2"):
+        with_overrides(args, {"frames": 1})
+    with pytest.raises(InvalidInputError, match="has no motion LoRA"):
+        with_overrides(parse_args({}), {"motion_lora_strength": 1.0})
+    with pytest.raises(InvalidInputError, match="'context_overlap' \\(8\\) must be smaller than 'context_length' \\(8\\)"):
+        with_overrides(parse_args({"context_length": 8}), {"context_overlap": 8})
+
+
+def test_xyz_axes_apply_a_new_dict_per_cell_and_confirm_before_any_cell():
+    from copy import copy
+    from types import SimpleNamespace
+
+    from lib_animate.webui.api.args import XYZ_CELLS, XYZ_OVERRIDES
+    from lib_animate.webui.errors import RequestError
+    from lib_animate.webui.ui.xyz_axes import AXES, apply_value, confirm_values
+
+    assert {field for _, field, *_ in AXES} >= {"motion_module", "frames", "fps", "context_length", "context_overlap",
+                                                 "motion_lora_strength", "motion_scale", "noise_init", "freeinit_iterations"}
+    plot_p = SimpleNamespace()
+    confirm_values("frames", "frames", int, None)(plot_p, [4, 8])
+    assert getattr(plot_p, XYZ_CELLS) == []  # made on the plot's p, shared by the cells' copies
+    first, second = copy(plot_p), copy(plot_p)
+    apply_value("frames", int)(first, 4, [4, 8])
+    apply_value("frames", int)(second, 8, [4, 8])
+    apply_value("motion_scale", lambda v: float(v))(second, "0.5", [])
+    assert getattr(first, XYZ_OVERRIDES) == {"frames": 4} and getattr(second, XYZ_OVERRIDES) == {"frames": 8, "motion_scale": 0.5}
+    assert not hasattr(plot_p, XYZ_OVERRIDES)
+    with pytest.raises(RequestError, match=r"\[Animate Anyone\] noise init = 'pink'"):
+        confirm_values("noise init", "noise_init", str, None)(plot_p, ["freenoise", "pink"])
+    with pytest.raises(RequestError, match="no motion module 'b.ckpt'"):
+        confirm_values("motion module", "motion_module", str, lambda: ["a.ckpt"])(plot_p, ["a.ckpt", "b.ckpt"])

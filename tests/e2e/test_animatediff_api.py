@@ -477,6 +477,33 @@ def test_an_xyz_plot_of_video_jobs_draws_frame_0_of_each_cell(webui, motion, bas
     assert_plain_request_unchanged(webui, baseline)
 
 
+def xyz_axis_index(webui, label):
+    """The index of an axis in the txt2img X/Y/Z plot's list (the API sends indices)."""
+    infos = webui.get("/sdapi/v1/script-info").json()
+    plot = next(i for i in infos if i["name"] == "x/y/z plot" and not i["is_img2img"])
+    return plot["args"][0]["choices"].index(label)
+
+
+def test_xyz_plot_axes_for_our_fields(webui, motion, baseline):
+    """Two axes of ours (frames x motion scale): a 2 x 2 grid of frame 0s, every cell's videos listed in the
+    info, values checked before any cell runs, and the model as it was afterwards."""
+    frames_axis = xyz_axis_index(webui, "[Animate Anyone] frames")
+    scale_axis = xyz_axis_index(webui, "[Animate Anyone] motion scale")
+    script_args = [frames_axis, "4, 6", [], scale_axis, "0, 1", [], 0, "", []] + XYZ_PLOT_STEPS[9:]
+    body = ac.payload({"enable": False, "motion_module": ac.MODULE, "formats": ["GIF"]}, script_name="x/y/z plot",
+                      script_args=script_args)
+    response = webui.post("/sdapi/v1/txt2img", body)
+    assert response.ok, response.text()[:2000]
+    data = response.json()
+    grid = ac.image(data["images"][0])
+    assert grid.shape[0] >= 128 and grid.shape[1] >= 128, grid.shape
+    cells = __import__("json").loads(data["info"])["animate_anyone"]["xyz_cells"]
+    assert sorted(c["frames"] for c in cells) == [4, 4, 6, 6] and all(len(c["items"]) == 1 for c in cells)
+    bad = dict(body, script_args=[frames_axis, "1, 4", []] + script_args[3:])
+    assert "X/Y/Z plot, [Animate Anyone] frames = 1: 'frames' must be at least 2" in ac.rejected(webui, bad)
+    assert_plain_request_unchanged(webui, baseline)
+
+
 def test_an_interrupted_job_leaves_the_model_clean(webui, motion, baseline):
     body = ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 16, "formats": ["GIF"]}, steps=40, width=128, height=128)
     result = {}

@@ -10,7 +10,7 @@ This module is plain Python so CI can test it without a webui.
 """
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Tuple
 
 from ...errors import InvalidInputError
@@ -353,6 +353,42 @@ def parse_args(values: Dict[str, Any]) -> AnimateArgs:
         )
     parsed = {name: _VALIDATORS[name](name, value) for name, value in values.items()}
     args = AnimateArgs(**parsed, given=frozenset(values))
+    _check_together(args)
+    return args
+
+
+# An X/Y/Z plot axis that sets every motion LoRA's strength (not a field of its own).
+MOTION_LORA_STRENGTH = "motion_lora_strength"
+# Attributes on p: the values an X/Y/Z plot cell sets (a new dict per cell: the plot copies p
+# shallowly), and the list the cells' video entries are collected in (made on the plot's own p).
+XYZ_OVERRIDES = "animate_anyone_xyz"
+XYZ_CELLS = "animate_anyone_xyz_cells"
+
+
+def check_override(name: str, value: Any) -> Any:
+    """One value an X/Y/Z axis would set, checked as the field's own values are."""
+    if name == MOTION_LORA_STRENGTH:
+        return _number(name, value, -10, 10)
+    if name not in _VALIDATORS:
+        raise InvalidInputError(f"unknown field {name!r}")
+    return _VALIDATORS[name](name, value)
+
+
+def with_overrides(args: AnimateArgs, overrides: Dict[str, Any]) -> AnimateArgs:
+    """``args`` with the values an X/Y/Z plot cell sets (an axis of ours also enables the job)."""
+    values = {name: check_override(name, value) for name, value in overrides.items()}
+    strength = values.pop(MOTION_LORA_STRENGTH, None)
+    if strength is not None:
+        if not args.motion_loras:
+            raise InvalidInputError("the X/Y/Z plot sets a motion LoRA strength, but the job has no motion LoRA; choose one")
+        values["motion_loras"] = [MotionLoraArg(lora.name, strength) for lora in args.motion_loras]
+    new = replace(args, enable=True, given=args.given | frozenset(values), **values)
+    _check_together(new)
+    return new
+
+
+def _check_together(args: AnimateArgs) -> None:
+    """The checks that involve several fields."""
     if args.freenoise_window and args.freenoise_stride > args.freenoise_window:
         raise InvalidInputError(
             f"'freenoise_stride' ({args.freenoise_stride}) cannot exceed 'freenoise_window' ({args.freenoise_window})"
@@ -362,4 +398,3 @@ def parse_args(values: Dict[str, Any]) -> AnimateArgs:
             f"'context_overlap' ({args.context_overlap}) must be smaller than 'context_length' ({args.context_length})"
         )
     _check_video_inputs(args)
-    return args

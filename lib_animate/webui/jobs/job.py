@@ -29,7 +29,7 @@ from ...sampling.context import validate_context
 from ...sampling.layout import FrameLayout
 from ..controlnet import controlnet_units
 from . import outputs
-from ..api.args import AnimateArgs, parse_args
+from ..api.args import XYZ_OVERRIDES, AnimateArgs, parse_args, with_overrides
 from ..api.compat_animatediff import looks_like_animatediff_payload, translate
 from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
 from .initial_noise import FreeInitPasses, freenoise_transform, on_first_draw
@@ -74,6 +74,9 @@ def begin(p, script_args: Sequence[Any], environment: Environment, is_img2img: b
         stale.detach()
     try:
         args = args_from_script_args(script_args, ui_to_dict)
+        overrides = getattr(p, XYZ_OVERRIDES, None)
+        if overrides:  # a cell of the X/Y/Z plot with axes of ours
+            args = with_overrides(args, overrides)
         if not (args.enable and args.mode == "animate_anyone"):
             _refuse_animate_anyone_sampler(p)
     except AnimateError as e:

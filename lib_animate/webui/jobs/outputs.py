@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from ...video import EncodeOptions, encode_video, save_png_frames, save_video
+from ..api.args import XYZ_CELLS
 from ..scratch import scratch_folder
 
 EXTENSIONS = {"GIF": "gif", "MP4": "mp4", "WEBM": "webm", "WEBP": "webp"}
@@ -175,7 +176,12 @@ def write_job_outputs(processed, job: "FinishedJob") -> None:
     others = list(processed.images[first + generated:])
     result = VideoOutputs(videos=len(all_frames) // frames, extra=job.info_extra)
     result.interrupted = bool(shared.state.interrupted or shared.state.skipped)
-    wrap_js(processed, lambda: result.api_entry(frames, job.fps))
+    cells = getattr(p, XYZ_CELLS, None)  # in an X/Y/Z plot with axes of ours: every cell's videos
+    if isinstance(cells, list):
+        cells.append(lambda: result.api_entry(frames, job.fps))
+        wrap_js(processed, lambda: dict(result.api_entry(frames, job.fps), xyz_cells=[entry() for entry in cells]))
+    else:
+        wrap_js(processed, lambda: result.api_entry(frames, job.fps))
     if result.interrupted and not shared.opts.save_incomplete_images:
         result.videos = 0
         result.message = "interrupted, no video was written"
