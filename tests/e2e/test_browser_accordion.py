@@ -26,14 +26,15 @@ def set_number(page, elem_id, value):
     box.press("Enter")
 
 
-def choose(page, elem_id, value, timeout_s=120, prefix=False):
+def choose(page, elem_id, value, timeout_s=120, prefix=False, scope=""):
     """Pick a gr.Dropdown option (or the first starting with ``value``, for values that carry a suffix
     like ControlNet's 'name [hash]'); retried while a refresh may still be filling the choices.
-    Returns the chosen value."""
-    option = page.locator(f"#{elem_id} li[data-value{'^' if prefix else ''}='{value}']").first
+    ``scope``: a selector the dropdown is inside (for ids the webui repeats per tab). Returns the chosen value."""
+    where = f"{scope} #{elem_id}".strip()
+    option = page.locator(f"{where} li[data-value{'^' if prefix else ''}='{value}']").first
     deadline = time.monotonic() + timeout_s
     while True:
-        page.locator(f"#{elem_id} input").click()
+        page.locator(f"{where} input").click()
         try:
             option.wait_for(state="visible", timeout=3000)
             value = option.get_attribute("data-value")
@@ -43,7 +44,7 @@ def choose(page, elem_id, value, timeout_s=120, prefix=False):
             if time.monotonic() > deadline:
                 raise
             page.keyboard.press("Escape")
-    page.wait_for_function("([id, value]) => document.querySelector('#' + id + ' input').value == value", arg=[elem_id, value])
+    page.wait_for_function("([where, value]) => document.querySelector(where + ' input').value == value", arg=[where, value])
     return value
 
 
@@ -102,4 +103,46 @@ def test_accordion_animates_in_txt2img(webui, page):
     assert "Animate Anyone:" in info and ac.MODULE in info, info
     page.locator("#txt2img_gallery").scroll_into_view_if_needed()
     page.screenshot(path=str(artifact_path("accordion-02-result.png")), full_page=True)
+    assert not [e for e in errors if e != WEBUI_ACCORDION_ERROR], errors
+
+
+def test_accordion_options_reach_the_job(webui, page):
+    """Ping-pong, motion scale keyframes, FreeNoise and FreeInit set in the accordion: the video plays
+    forward and back, and the infotext records every option as the job ran it."""
+    ac.motion_folder(webui)
+    errors = open_txt2img(page, webui, steps=2)
+    enable_animatediff(page, FRAMES)
+    prefix = "script_txt2img_animate_anyone_"
+    page.click(f"#{prefix}pingpong label")
+    box = page.locator(f"#{prefix}motion_scale textarea, #{prefix}motion_scale input").first
+    box.fill("0:1, 7:0.5")
+    page.locator(f"#{ACCORDION} .label-wrap:has-text('Context windows')").first.click()
+    page.click(f"#{prefix}noise_init label:has-text('freenoise')")
+    page.locator(f"#{ACCORDION} .label-wrap:has-text('FreeInit')").first.click()
+    set_number(page, f"{prefix}freeinit_iterations", 1)
+    page.click("#txt2img_generate")
+    gif = generated_gif(page)
+    assert gif.n_frames == 2 * FRAMES - 2  # forward, then back without repeating the ends
+    info = page.inner_text("#html_info_txt2img").replace("\\", "").replace(" ", "")  # the webui quotes the JSON entry
+    for words in ('"pingpong":true', '"motion_scale":"0:1,7:0.5"', '"noise_init":"freenoise"', '"freeinit_iterations":1'):
+        assert words in info, (words, info)
+    assert not [e for e in errors if e != WEBUI_ACCORDION_ERROR], errors
+
+
+def test_xyz_plot_with_an_axis_of_ours_in_the_ui(webui, page):
+    """In the UI an X/Y/Z cell's first image must be frame 0 (a UI job puts its animated preview first
+    otherwise, a file path the grid cannot draw): the plot draws a grid of two cells."""
+    ac.motion_folder(webui)
+    errors = open_txt2img(page, webui, steps=2)
+    enable_animatediff(page, 4)
+    choose(page, "script_list", "X/Y/Z plot", scope="#txt2img_script_container")
+    choose(page, "script_txt2img_xyz_plot_x_type", "[Animate Anyone] frames")
+    page.fill("#script_txt2img_xyz_plot_x_values textarea, #script_txt2img_xyz_plot_x_values input", "4, 6")
+    page.click("#txt2img_generate")
+    first = page.locator(GALLERY_FIRST).first
+    first.wait_for(state="visible", timeout=480_000)
+    page.wait_for_function("() => !document.querySelector('.progressDiv')", timeout=480_000)
+    width = first.evaluate("img => img.naturalWidth")
+    assert width >= 128, width  # two 64 px cells side by side: the grid, not a single frame or a GIF
+    assert not first.get_attribute("src").split("?")[0].endswith(".gif")
     assert not [e for e in errors if e != WEBUI_ACCORDION_ERROR], errors
