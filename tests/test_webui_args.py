@@ -104,7 +104,8 @@ def test_ui_values_become_the_api_dict():
                   init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None, latent_power_last=2.0,
                   latent_scale_last=16.0, control_upload=None, control_stride=2.0, control_maps=False, init_video=None,
                   pingpong=True, motion_scale="0:1, 8:0.5", noise_init="freenoise", freenoise_window=0.0, freenoise_stride=4.0,
-                  freeinit_iterations=2.0, freeinit_filter="gaussian", freeinit_spatial=0.5, freeinit_temporal=0.25, freeinit_order=4)
+                  freeinit_iterations=2.0, freeinit_filter="gaussian", freeinit_spatial=0.5, freeinit_temporal=0.25, freeinit_order=4,
+                  freeinit_all_passes=True)
     args = parse_args(values_to_dict([values[n] for n in names], is_img2img=True))
     assert args.control_stride == 2 and args.control_video is None and args.init_video is None
     assert args.frames == 16 and args.loop == 0 and args.motion_loras == [MotionLoraArg("zoom.ckpt", 0.5)]

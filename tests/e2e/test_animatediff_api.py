@@ -222,6 +222,15 @@ def test_freeinit(webui, motion, baseline):
     again = ac.ok(webui, ac.payload(dict(args, freeinit_iterations=2)))
     assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(on), ac.frames_of(again)))
     assert _mean_abs(ac.frames_of(on), today) > 0.5
+    kept = ac.ok(webui, ac.payload(dict(args, formats=["GIF"], freeinit_iterations=2, freeinit_all_passes=True)))
+    extra = [item for item in kept["info"]["animate_anyone"]["items"] if item["kind"].startswith("freeinit")]
+    assert [item["kind"] for item in extra] == ["freeinit1", "freeinit2"]
+    first_pass = read_video(base64.b64decode(kept["images"][extra[0]["index"]])).frames
+    assert len(first_pass) == 8
+    today_gif = ac.ok(webui, ac.payload(dict(args, formats=["GIF"])))
+    today_gif = read_video(base64.b64decode(today_gif["images"][today_gif["info"]["animate_anyone"]["items"][0]["index"]])).frames
+    assert np.array_equal(first_pass, today_gif)  # the first pass is today's video, encoded the same way
+    assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(kept), ac.frames_of(on)))  # the answer's frames: the last pass
     # a DDIM (timestep) sampler and a hires pass on the last pass only
     hires = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
     data = ac.ok(webui, ac.payload(dict(args, freeinit_iterations=1, freeinit_filter="gaussian"), sampler_name="DDIM", **hires))

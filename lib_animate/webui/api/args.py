@@ -59,6 +59,7 @@ class AnimateArgs:
     freeinit_spatial: float = 0.25  # the low-pass filter's spatial stop frequency (0 .. 1)
     freeinit_temporal: float = 0.25  # its temporal stop frequency (0 .. 1)
     freeinit_order: float = 4.0  # the Butterworth filter's order
+    freeinit_all_passes: bool = False  # also return the earlier passes (of the first video) as extra videos
     noise_schedule: str = "motion_module"
     motion_loras: List[MotionLoraArg] = field(default_factory=list)
     prompt_interpolation: str = "slerp"
@@ -117,6 +118,7 @@ _OMITTED_WHEN_NONE = ("prompt_travel_loop",)
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
 _ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "prompt_travel_loop",
                      "freeinit_iterations", "freeinit_filter", "freeinit_spatial", "freeinit_temporal", "freeinit_order",
+                     "freeinit_all_passes",
                      "init_strength", "latent_power", "latent_scale", "latent_power_last", "latent_scale_last",
                      "control_stride", "control_maps")
 _ANIMATE_ANYONE_ONLY = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler")
@@ -261,6 +263,7 @@ _VALIDATORS = {
     "freeinit_spatial": lambda n, v: _number(n, v, 0.0, 1.0),
     "freeinit_temporal": lambda n, v: _number(n, v, 0.0, 1.0),
     "freeinit_order": lambda n, v: _number(n, v, exclusive_minimum=0, maximum=32),
+    "freeinit_all_passes": _bool,
     "noise_schedule": lambda n, v: _choice(n, v, NOISE_SCHEDULES),
     "motion_loras": _motion_loras,
     "prompt_interpolation": lambda n, v: _choice(n, v, INTERPOLATIONS),

@@ -155,7 +155,20 @@ class AnimateDiffJob(VideoJob):
             self.control_clips = [(f"control{numbers.get(id(unit), '')}", list(frames)) for unit, frames in self.bridge.hint_frames()]
 
     def _extra_clips(self) -> list:
-        return list(self.control_clips)
+        return list(self.control_clips) + self._freeinit_clips()
+
+    def _freeinit_clips(self) -> list:
+        """freeinit_all_passes: the first video's earlier FreeInit passes, decoded, as "freeinit1", ..."""
+        from modules import devices
+        from modules.processing import decode_latent_batch
+
+        clips = []
+        for number, latents in enumerate(self.freeinit_kept, start=1):
+            decoded = decode_latent_batch(self.p.sd_model, latents.to(devices.device), target_device=devices.cpu)
+            # as the webui turns its own samples into images (truncating, not rounding)
+            pixels = 255.0 * torch.clamp((torch.stack(decoded).float() + 1.0) / 2.0, 0.0, 1.0)
+            clips.append((f"freeinit{number}", list(pixels.permute(0, 2, 3, 1).numpy().astype("uint8"))))
+        return clips
 
     def _on_unet_call(self, frame_indices, roles, kwargs, x) -> None:
         if self.bridge is not None:

@@ -12,7 +12,7 @@ the last pass only; interrupt or skip ends the passes and returns the current on
 """
 
 import math
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -65,9 +65,11 @@ def renoise_for(p) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 class FreeInitPasses:
     """``run(sample, ...)``: FreeInit's passes over the webui's ``p.sample``."""
 
-    def __init__(self, p, args, frames: int, freenoise: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(self, p, args, frames: int, freenoise: Callable[[torch.Tensor], torch.Tensor], keep_passes: bool = False):
         self.p, self.args, self.frames, self.freenoise = p, args, frames, freenoise
         self.passes_run = 0
+        self.keep_passes = keep_passes
+        self.kept: List[torch.Tensor] = []  # the latents of the passes before the last (on the CPU), when kept
 
     def run(self, sample, *sample_args, **sample_kwargs):
         from modules import shared
@@ -100,6 +102,8 @@ class FreeInitPasses:
                 samples = sample(*sample_args, **sample_kwargs)
                 undo()
                 self.passes_run = index + 1
+                if self.keep_passes and index < passes - 1:
+                    self.kept.append(samples.detach().to("cpu"))
                 if shared.state.interrupted or shared.state.skipped:
                     break
         finally:

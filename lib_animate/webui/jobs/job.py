@@ -166,6 +166,7 @@ class VideoJob:
         self.released = False
         self.motion_scale = None  # motion.MotionScale, set by _prepare_motion
         self.freeinit: Optional[FreeInitPasses] = None
+        self.freeinit_kept: list = []  # latents of the first video's earlier FreeInit passes (freeinit_all_passes)
 
     @property
     def frames(self) -> int:
@@ -417,7 +418,11 @@ class VideoJob:
         window = self.args.freenoise_window or self.window.length
         freenoise = freenoise_transform(self.args, window, int(p.seeds[0]))
         if self.args.freeinit_iterations:
-            self.freeinit = FreeInitPasses(p, self.args, self.frames, freenoise)
+            first_video = self.freeinit is None  # earlier passes are kept for the first video only
+            self.freeinit = FreeInitPasses(p, self.args, self.frames, freenoise,
+                                           keep_passes=self.args.freeinit_all_passes and first_video)
+            if first_video:
+                self.freeinit_kept = self.freeinit.kept
             return self.freeinit.run(original, *args, **kwargs)
         undo = on_first_draw(p, freenoise)
         try:

@@ -19,7 +19,7 @@ _COMMON_FIELDS = (
     "enable", "mode", "motion_module", "frames", "fps", "loop", "formats", "pingpong",
     "context_length", "context_overlap", "closed_loop", "context_stride", "fusion", "motion_scale", "noise_init",
     "freenoise_window", "freenoise_stride", "freeinit_iterations", "freeinit_filter", "freeinit_spatial", "freeinit_temporal",
-    "freeinit_order",
+    "freeinit_order", "freeinit_all_passes",
     "noise_schedule", "prompt_interpolation", "control_upload", "control_stride", "control_maps",
 )
 _IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "latent_power_last", "latent_scale_last",
@@ -161,6 +161,8 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
                 freeinit_spatial = gr.Slider(label="Spatial stop frequency", minimum=0, maximum=1, step=0.0625, value=defaults.freeinit_spatial, elem_id=eid("freeinit_spatial"))
                 freeinit_temporal = gr.Slider(label="Temporal stop frequency", minimum=0, maximum=1, step=0.0625, value=defaults.freeinit_temporal, elem_id=eid("freeinit_temporal"))
                 freeinit_order = gr.Number(label="Butterworth order", value=defaults.freeinit_order, minimum=0.5, elem_id=eid("freeinit_order"))
+                freeinit_all_passes = gr.Checkbox(label="Also show the earlier passes", value=defaults.freeinit_all_passes,
+                                                  elem_id=eid("freeinit_all_passes"))
         motion_scale = gr.Textbox(label="Motion scale", value=str(defaults.motion_scale), elem_id=eid("motion_scale"),
                                   placeholder="1.0, or keyframes 0:1.0, 8:0.6",
                                   tooltip="How strongly the motion module acts: 0 = the image model alone, 1 = as trained; keyframes 'frame:value' per frame")
@@ -203,7 +205,7 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
 
     components = [enable, mode, motion_module, frames, fps, loop, formats, pingpong, context_length, context_overlap,
                   closed_loop, context_stride, fusion, motion_scale, noise_init, freenoise_window, freenoise_stride, freeinit_iterations, freeinit_filter, freeinit_spatial,
-                  freeinit_temporal, freeinit_order, noise_schedule, prompt_interpolation, control_upload, control_stride,
+                  freeinit_temporal, freeinit_order, freeinit_all_passes, noise_schedule, prompt_interpolation, control_upload, control_stride,
                   control_maps] + lora_components + img2img_components + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)
     script.paste_field_names = []
