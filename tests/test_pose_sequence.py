@@ -133,3 +133,14 @@ def test_bad_generation_size_and_fit():
         prepare_pose_video(numbered_frames(1), 8, 0, 64)
     with pytest.raises(InvalidInputError, match="fit mode"):
         render_pose_sequence([PoseFrame()], 8, 64, 64, fit="stretch")
+
+
+@pytest.mark.parametrize("size", [(48, 80), (100, 60), (16, 16)])
+def test_pose_frames_are_resized_as_the_reference_does(size):
+    """The reference pipeline resizes pose images with PIL's Lanczos (diffusers' image processor)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(frame).resize(size, resample=getattr(Image, "Resampling", Image).LANCZOS))
+    assert np.array_equal(fit_image(frame, *size, "resize"), expected)

@@ -71,6 +71,20 @@ def to_pixels(points: np.ndarray, place: Placement) -> np.ndarray:
     return xy * (place.width, place.height) + (place.x, place.y)
 
 
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """PIL's Lanczos, as the reference pipeline resizes pose frames (diffusers' image processor with
+    ``resample="lanczos"``); OpenCV's area / linear only for what PIL cannot hold."""
+    from PIL import Image
+
+    if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        lanczos = getattr(Image, "Resampling", Image).LANCZOS
+        squeezed = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        out = np.asarray(Image.fromarray(squeezed).resize((width, height), resample=lanczos))
+        return out[:, :, None] if squeezed is not image else out
+    shrinking = width <= image.shape[1] and height <= image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
 def fit_image(image: np.ndarray, width: int, height: int, fit: str = RESIZE) -> np.ndarray:
     """``image`` (H x W x C uint8) scaled onto a black ``width`` x ``height`` canvas."""
     check_size(width, height)
@@ -79,9 +93,7 @@ def fit_image(image: np.ndarray, width: int, height: int, fit: str = RESIZE) -> 
     if (place.width, place.height) == (src_w, src_h):
         scaled = image
     else:
-        shrinking = place.width <= src_w and place.height <= src_h
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        scaled = cv2.resize(image, (place.width, place.height), interpolation=interpolation)
+        scaled = _resize(image, place.width, place.height)
     if (place.width, place.height) == (width, height):
         return np.ascontiguousarray(scaled)
     canvas = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)
