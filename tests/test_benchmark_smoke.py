@@ -52,13 +52,14 @@ def test_reference_benchmark_runs_and_keeps_its_invariants():
     for key in ("R_ref generic", "R_ref fast", "fast / generic", "R_ref fast, two calls"):
         assert math.isfinite(results["ratios"][key]["ratio_of_medians"]), key
     numerics = results["numerics"]
-    assert numerics["uncond rows bit-identical to no reference (generic)"]
-    assert numerics["uncond rows bit-identical to no reference (fast)"]
+    assert numerics["rel L2 uncond rows vs no reference (generic)"] <= 1e-6
+    assert numerics["rel L2 uncond rows vs no reference (fast)"] <= 1e-6
     assert numerics["rel L2 fast vs generic"] <= 1e-5 and numerics["finite"]
     assert numerics["blocks on the fast path"] == "16 of 16"
     assert results["reference_net"]["runs_per_pass"] == 1 and results["reference_net"]["reference_unet_forwards"] == 1
     flops = results["flops"]
-    assert flops["reference fast"] < flops["reference generic"] and flops["reference fast, two calls"] < flops["reference fast"]
+    assert flops["reference fast"] < flops["reference generic"]
+    assert flops["reference fast"] <= flops["reference fast, two calls"]  # batched: each row once, as two calls do
     assert results["memory"] is None
     assert "R_ref fast" in bench_reference.format_report(results)
 

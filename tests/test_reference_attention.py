@@ -119,9 +119,12 @@ def test_reference_net_banks_the_attn1_input_of_all_16_blocks(unets, reference_i
     assert bank.paths == list(plain)
     assert bank.paths[0] == "input_blocks.1.1.transformer_blocks.0"
     assert "middle_block.1.transformer_blocks.0" in bank
+    full = ReferenceNet(reference, bank_dtype=None).run(latent, embeds)
     for path, tokens in plain.items():
         assert bank.tokens(path).shape[0] == 1  # one bank for all frames, not one per frame
-        assert torch.equal(bank.tokens(path), tokens)
+        assert torch.equal(full.tokens(path), tokens)
+        # by default rounded through float16, as the released pipeline keeps its bank
+        assert torch.equal(bank.tokens(path), tokens.half().float()) and bank.tokens(path).dtype == tokens.dtype
     h, w = LATENT
     assert bank.tokens("input_blocks.1.1.transformer_blocks.0").shape == (1, h * w, 32)
     assert bank.tokens("input_blocks.7.1.transformer_blocks.0").shape == (1, h * w // 16, 128)
@@ -364,3 +367,18 @@ def test_a_mixed_call_computes_each_row_once(unets, reference_inputs, fast):
         for handle in handles:
             handle.remove()
     assert rows_seen and max(rows_seen) == FRAMES
+
+
+def test_rounding_the_bank_to_float16_changes_nothing_in_float16(unets, reference_inputs):
+    """The default float16 bank is the released pipeline's: float32 features are rounded through
+    float16; features of a float16 run come back as they are."""
+    from lib_animate.reference.reference_attention import ReferenceBank, round_bank
+
+    _, reference = unets
+    full = ReferenceNet(reference, bank_dtype=None).run(*reference_inputs)
+    rounded = round_bank(full, torch.float16)
+    half_run = ReferenceBank({path: full.tokens(path).half() for path in full.paths})
+    for path in full.paths:
+        assert torch.equal(rounded.tokens(path), full.tokens(path).half().float())
+        assert not torch.equal(rounded.tokens(path), full.tokens(path))  # float32 features do change
+        assert torch.equal(round_bank(half_run, torch.float16).tokens(path), half_run.tokens(path))

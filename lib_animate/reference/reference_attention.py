@@ -285,15 +285,26 @@ def _check_pairing(blocks: Mapping[str, nn.Module], bank: ReferenceBank) -> None
         )
 
 
+def round_bank(bank: ReferenceBank, dtype: Optional[torch.dtype]) -> ReferenceBank:
+    """The bank's features rounded through ``dtype`` and kept in their own dtype (None: unchanged).
+    Features already in ``dtype`` (a float16 run with a float16 bank) come back as they are."""
+    if dtype is None:
+        return bank
+    return ReferenceBank({path: bank.tokens(path).to(dtype).to(bank.tokens(path).dtype) for path in bank.paths})
+
+
 class ReferenceNet:
     """The reference UNet and the one call that fills a :class:`ReferenceBank`.
 
     ``runs`` counts reference passes (one per video and sampling pass is the intended use).
+    ``bank_dtype``: the recorded features are rounded through this dtype (the released pipeline
+    keeps its bank in float16, also in float32 runs); None keeps them as computed.
     """
 
-    def __init__(self, unet: nn.Module):
+    def __init__(self, unet: nn.Module, bank_dtype: Optional[torch.dtype] = torch.float16):
         self.unet = unet
         self.runs = 0
+        self.bank_dtype = bank_dtype
 
     @torch.no_grad()
     def run(self, latent: torch.Tensor, image_embeds: torch.Tensor) -> ReferenceBank:
@@ -315,4 +326,4 @@ class ReferenceNet:
         self.runs += 1
         if len(bank) != expected:
             raise RuntimeError(f"the reference pass recorded {len(bank)} of {expected} transformer blocks")
-        return bank
+        return round_bank(bank, self.bank_dtype)

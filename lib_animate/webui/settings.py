@@ -21,6 +21,7 @@ OPTIONS = {
     "animate_anyone_default_formats": (["GIF"], "Default save formats in the accordion"),
     "animate_anyone_keep_in_vram": (True, "Keep the motion module / Animate Anyone weights loaded between jobs (faster; with --medvram/--lowvram they are freed after every job and read from disk again)"),
     "animate_anyone_fast_reference": (True, "Animate Anyone: reference keys/values computed once per video (used with the SDP / xformers attention optimisations only)"),
+    "animate_anyone_reference_fp16": (True, "Animate Anyone: round the reference features to float16, as the released pipeline does (off: keep full precision in float32 runs)"),
     "animate_anyone_compile": (False, "Compile the motion modules with torch.compile (experimental: the first job at each size pays the compile)"),
     "animate_anyone_mp4_crf": (18, "MP4 (H.264) quality: CRF 0 (lossless) .. 51, lower is better"),
     "animate_anyone_mp4_preset": ("medium", "MP4 (H.264) encoder speed preset"),
@@ -42,6 +43,7 @@ class Settings:
     max_pose_frames: int
     keep_in_vram: bool
     fast_reference: bool
+    reference_fp16: bool
     compile: bool
     mp4_crf: int
     mp4_preset: str
@@ -65,6 +67,7 @@ def read(opts_data: dict, extension_dir: str, models_path: str) -> Settings:
         max_pose_frames=int(get("animate_anyone_max_pose_frames")),
         keep_in_vram=bool(get("animate_anyone_keep_in_vram")),
         fast_reference=bool(get("animate_anyone_fast_reference")),
+        reference_fp16=bool(get("animate_anyone_reference_fp16")),
         compile=bool(get("animate_anyone_compile")),
         mp4_crf=int(get("animate_anyone_mp4_crf")),
         mp4_preset=str(get("animate_anyone_mp4_preset")),

@@ -156,7 +156,7 @@ class AnimateAnyoneJob(VideoJob):
             pixels = torch.from_numpy(np.stack(self.pose_clip.frames)).permute(0, 3, 1, 2)
             pixels = pixels.to(device=device, dtype=dtype) / 255.0
             self.pose = PoseFeatures(models.pose_guider.encode(pixels, chunk_frames=16))
-        self.reference_net = ReferenceNet(models.reference_unet)
+        self.reference_net = ReferenceNet(models.reference_unet, torch.float16 if self.settings.reference_fp16 else None)
 
         self.model_state = ModelState(p.sd_model)
         # The webui's own samplers need a finite sigma_max: the webui's zero-SNR clamp; the exact
