@@ -11,8 +11,10 @@ Lifecycle (webui hook -> what happens here):
   preparation (weights, context windows, schedule, ...).
 * ``p.sample``: enter the mode's hooks, sample, and undo all of them in ``finally`` -- on success,
   exceptions and interrupts alike.
-* ``postprocess``: restore the model, write the videos, reshape the outputs.
-* ``p.close`` (always called, also after exceptions): restore whatever is still applied.
+* ``postprocess``: restore the model, write the videos, reshape the outputs, release what the job
+  holds (also when it fails: the X/Y/Z plot never calls ``close`` on its copies of p).
+* ``p.close`` (called by the webui's own txt2img / img2img, also after exceptions): restore and
+  release whatever is still held.
 
 The job object lives on ``p``; nothing about a job is global. The modes are subclasses:
 :class:`~lib_animate.webui.jobs.animatediff_job.AnimateDiffJob` and
@@ -27,16 +29,16 @@ from typing import Any, Optional, Sequence
 from ...errors import AnimateError
 from ...sampling.context import validate_context
 from ...sampling.layout import FrameLayout
-from ..controlnet import controlnet_units
-from . import outputs
 from ..api.args import XYZ_OVERRIDES, AnimateArgs, parse_args, with_overrides
 from ..api.compat_animatediff import looks_like_animatediff_payload, translate
+from ..controlnet import controlnet_units
+from ..errors import RequestError, as_request_error
+from ..settings import Settings, read as read_settings
+from . import outputs
 from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
 from .initial_noise import FreeInitPasses, freenoise_transform, on_first_draw
-from ..errors import RequestError, as_request_error
 from .library import MotionLibrary, WeightsCache
 from .model_state import ModelState
-from ..settings import Settings, read as read_settings
 
 JOB_ATTRIBUTE = "animate_anyone_job"
 WRAPPED_METHODS = ("init", "sample", "close")
