@@ -124,7 +124,9 @@ class WeightsCache:
     Jobs run one at a time under the webui's queue lock, but other code (the tab's handlers, the
     Settings page) runs outside it. Every change of the cache therefore takes the cache's own lock,
     and a job that uses the cached weights holds them (``hold`` ... ``let_go``): while any job holds
-    them, nothing offloads them.
+    them, nothing offloads them. (The tab's folder box, pose preview and weights status only read
+    files and settings; a job reads its settings once, so a folder changed mid-job applies to the
+    next job.)
     """
 
     def __init__(self):
