@@ -163,9 +163,10 @@ class FinishedJob:
 
 
 def write_job_outputs(processed, job: "FinishedJob") -> None:
-    """``processed.images`` becomes [frames][videos][anything else]: the generated frames are the
-    images that have an infotext; what other scripts appended (ControlNet's detected maps) has
-    none, is never counted as a frame and stays after our items, whichever postprocess ran first."""
+    """Write the job's videos and lay ``processed.images`` out as the module doc says. The generated
+    frames are the images that have an infotext; what other scripts appended (ControlNet's detected
+    maps) has none, is never counted as a frame and stays after our items, whichever postprocess ran
+    first."""
     from modules import images, shared
 
     p, args = job.p, job.args
@@ -218,7 +219,7 @@ def write_job_outputs(processed, job: "FinishedJob") -> None:
         if v == 0:
             first_video = (folder, basename)
         video_items = write_video(v, clip, args.formats, options, folder, basename, want_bytes=p.is_api,
-                                          write_txt=bool(getattr(shared.opts, "save_txt", False) or (compat and compat.write_txt)))
+                                  write_txt=bool(getattr(shared.opts, "save_txt", False) or (compat and compat.write_txt)))
         result.items.extend(video_items)
         if not p.is_api:
             result.previews.append(preview_file(clip, options, video_items))
@@ -227,7 +228,7 @@ def write_job_outputs(processed, job: "FinishedJob") -> None:
         options = encode_options(job.settings, job.fps, args.loop, None)
         folder, basename = first_video
         extra_items = write_video(0, clip, [f for f in args.formats if f != "PNG"], options, folder,
-                                          f"{basename}-{name}" if basename else None, want_bytes=p.is_api, write_txt=False)
+                                  f"{basename}-{name}" if basename else None, want_bytes=p.is_api, write_txt=False)
         for item in extra_items:
             item.kind = name
         result.items.extend(extra_items)
