@@ -79,7 +79,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 def _guarded(module: TemporalTransformer, compiled, status: CompileStatus):
     eager = type(module).forward.__get__(module)
 
-    def forward(x: torch.Tensor, frames: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(x: torch.Tensor, frames: int, scale=None) -> torch.Tensor:
         if status.fallback is None:
             try:
                 return compiled(x, frames, scale)

@@ -201,8 +201,8 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, max_len)])
         self.proj_out = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, frames: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``x + h``, or ``x + scale * h`` with a (rows, 1, 1, 1) ``scale`` (see scale.py)."""
+    def forward(self, x: torch.Tensor, frames: int, scale=None) -> torch.Tensor:
+        """``x + h``, or ``x + scale * h`` with a number or a (rows, 1, 1, 1) ``scale`` (see scale.py)."""
         rows, channels, height, width = x.shape
         clips = rows // frames
         # Per-frame GroupNorm (the original SD1.5 modules normalise each frame on its own). On
@@ -219,9 +219,11 @@ class TemporalTransformer(nn.Module):
         # (the webui's spatial transformers may hand over channels-last tensors); a layout change
         # would alter the next convolutions' numerics. The add also casts to x's dtype.
         h = h.view(rows, height, width, channels).permute(0, 3, 1, 2)
-        if scale is not None:
+        if scale is None:
+            return torch.add(x, h, out=torch.empty_like(x))
+        if isinstance(scale, torch.Tensor):
             return torch.addcmul(x, h, scale.to(x.dtype), out=torch.empty_like(x))
-        return torch.add(x, h, out=torch.empty_like(x))
+        return torch.add(x, h, alpha=scale, out=torch.empty_like(x))
 
 
 class MotionModule(nn.Module):
@@ -232,7 +234,7 @@ class MotionModule(nn.Module):
         self.channels = channels
         self.temporal_transformer = TemporalTransformer(channels, max_len)
 
-    def forward(self, x: torch.Tensor, frames: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, scale=None) -> torch.Tensor:
         if x.shape[0] % frames:
             raise RuntimeError(
                 f"a UNet call has {x.shape[0]} rows, not a multiple of the {frames} frames of the clip"

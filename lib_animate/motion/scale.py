@@ -40,10 +40,11 @@ class MotionScale:
             self.uniform = self.values[0] if same else None
         self._rows_cache = {}
 
-    def rows(self, layout: FrameLayout, rows: int, device, dtype) -> torch.Tensor:
-        """(rows, 1, 1, 1) multipliers for a call of ``rows`` rows laid out as ``layout`` says."""
+    def rows(self, layout: FrameLayout, rows: int, device, dtype) -> Union[float, torch.Tensor]:
+        """The multiplier of a call of ``rows`` rows laid out as ``layout`` says: the number itself when
+        it is the same for every frame (no tensor per call), else (rows, 1, 1, 1) per-row values."""
         if self.uniform is not None:
-            return torch.full((rows, 1, 1, 1), self.uniform, dtype=dtype, device=device)
+            return self.uniform
         frames = layout.frames
         window = layout.window if layout.window is not None else tuple(range(frames))
         if len(window) != frames or max(window) >= len(self.values):

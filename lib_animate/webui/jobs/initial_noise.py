@@ -78,6 +78,7 @@ class FreeInitPasses:
         passes = args.freeinit_iterations + 1
         enable_hr = bool(getattr(p, "enable_hr", False))
         first_noise: Optional[torch.Tensor] = None
+        lpf: Optional[torch.Tensor] = None  # the same for every pass: made once
         samples = None
         undo = lambda: None  # noqa: E731
         try:
@@ -95,8 +96,9 @@ class FreeInitPasses:
                 else:
                     renoise = renoise_for(p)  # the sampler of the pass before: the same kind every pass
                     z0 = samples
-                    lpf = low_pass_filter(self.frames, z0.shape[-2], z0.shape[-1], args.freeinit_filter,
-                                          args.freeinit_spatial, args.freeinit_temporal, args.freeinit_order)
+                    if lpf is None:
+                        lpf = low_pass_filter(self.frames, z0.shape[-2], z0.shape[-1], args.freeinit_filter,
+                                              args.freeinit_spatial, args.freeinit_temporal, args.freeinit_order)
                     undo = on_first_draw(p, lambda fresh, z0=z0, lpf=lpf, renoise=renoise: reinitialize(
                         z0.float(), first_noise.float(), self.freenoise(fresh).float(), renoise, lpf).to(fresh.dtype))
                 samples = sample(*sample_args, **sample_kwargs)
