@@ -15,38 +15,54 @@ from lib_animate.webui.ui.accordion import ui_fields, values_to_dict
 README = Path(__file__).resolve().parents[1] / "README.md"
 # The README writes a few defaults in words.
 _WORDED_DEFAULTS = {"first found": "", "none": None, "—": None}
+# Cells that name where the value comes from in that mode instead of a default.
+_FROM_THE_INPUT = ("the pose frames", "the pose video's")
+NOT_USED = "n/a"
+MODE_COLUMNS = {"animatediff": 2, "animate_anyone": 3}
+
+
+def _cell_values(raw, names):
+    quoted = re.findall(r"`([^`]*)`", raw)
+    values = [json.loads(q) for q in quoted] if quoted else [_WORDED_DEFAULTS[raw]] * len(names)
+    if len(values) == 1:
+        values = values * len(names)
+    assert len(values) == len(names), raw
+    return values
 
 
 def documented_fields():
-    """``{field: default}`` from the README's field table (the one headed ``| field | type | default |``)."""
+    """``{mode: {field: default}}`` from the README's field table (the one headed ``| field | type | default: ...``);
+    cells "n/a" (not used in that mode) and those naming the input the value comes from are left out."""
     lines = README.read_text(encoding="utf8").splitlines()
-    start = lines.index("| field | type | default | allowed / meaning |")
-    table = {}
+    start = lines.index("| field | type | default: AnimateDiff | default: Animate Anyone | allowed / meaning |")
+    tables = {mode: {} for mode in MODE_COLUMNS}
+    rows = set()
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        cells = [c.strip() for c in line.strip("|").split("|")]
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
         names = re.findall(r"`([a-z_]+)`", cells[0])
-        raw = cells[2]
-        quoted = re.findall(r"`([^`]*)`", raw)
-        values = [json.loads(q) for q in quoted] if quoted else [_WORDED_DEFAULTS[raw]] * len(names)
-        if len(values) == 1:
-            values = values * len(names)
-        assert len(values) == len(names), line
-        table.update(zip(names, values))
-    return table
+        rows.update(names)
+        used = [mode for mode, column in MODE_COLUMNS.items() if cells[column] != NOT_USED]
+        assert used, f"{names} is used in neither mode: {line}"
+        for mode in used:
+            raw = cells[MODE_COLUMNS[mode]]
+            if raw not in _FROM_THE_INPUT:
+                tables[mode].update(zip(names, _cell_values(raw, names)))
+    return rows, tables
 
 
 def test_defaults_match_the_documented_table():
-    """Every field is in the README's table with the default the code has, and nothing else is."""
-    table = documented_fields()
-    assert set(table) == set(field_names())
-    defaults = parse_args({})
-    for name, documented in table.items():
-        actual = getattr(defaults, name)
-        if name == "motion_loras":
-            actual = []
-        assert actual == documented, (name, actual, documented)
+    """Every field is in the README's table with the default the code has in each mode, and nothing else is."""
+    rows, tables = documented_fields()
+    assert rows == set(field_names())
+    for mode, table in tables.items():
+        defaults = parse_args({"mode": mode})
+        for name, documented in table.items():
+            actual = getattr(defaults, name)
+            if name == "motion_loras":
+                actual = []
+            assert actual == documented, (mode, name, actual, documented)
 
 
 def test_a_full_request_parses():
@@ -97,8 +113,8 @@ def test_ui_values_become_the_api_dict():
     names = ui_fields(is_img2img=True)
     values = {name: None for name in names}
     values.update(enable=True, mode="animatediff", motion_module="a.ckpt", frames=16.0, fps=8, loop=0.0,
-                  formats=["MP4"], context_length=0.0, context_overlap=4.0, closed_loop=False, context_stride=1.0,
-                  fusion="pyramid", noise_schedule="motion_module", prompt_interpolation="slerp",
+                  formats=["MP4"], context_length=0.0, context_overlap=4.0, context_schedule="auto", context_stride=1.0,
+                  fusion="auto", noise_schedule="motion_module", prompt_interpolation="slerp",
                   motion_lora_0_name="zoom.ckpt", motion_lora_0_strength=0.5, motion_lora_1_name="None",
                   motion_lora_1_strength=1.0, motion_lora_2_name=None, motion_lora_2_strength=1.0,
                   init_strength=0.9, latent_power=1.0, latent_scale=32.0, last_frame=None, latent_power_last=2.0,
@@ -199,3 +215,65 @@ def test_xyz_axes_apply_a_new_dict_per_cell_and_confirm_before_any_cell():
         confirm_values("noise init", "noise_init", str, None)(plot_p, ["freenoise", "pink"])
     with pytest.raises(RequestError, match="no motion module 'b.ckpt'"):
         confirm_values("motion module", "motion_module", str, lambda: ["a.ckpt"])(plot_p, ["a.ckpt", "b.ckpt"])
+
+
+# --- context_schedule ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values, expected", [
+    ({}, ("open", False, "pyramid")),
+    ({"mode": "animate_anyone"}, ("reference", True, "flat")),
+    ({"context_schedule": "loop"}, ("loop", True, "pyramid")),
+    ({"context_schedule": "reference"}, ("reference", True, "flat")),
+    ({"mode": "animate_anyone", "context_schedule": "open"}, ("open", False, "pyramid")),
+    ({"mode": "animate_anyone", "context_schedule": "open", "fusion": "flat"}, ("open", False, "flat")),
+    ({"context_schedule": "reference", "closed_loop": True, "fusion": "flat", "context_stride": 1}, ("reference", True, "flat")),
+    # no schedule given: the mode's default where the window fields fit it, else the first of open / loop
+    ({"closed_loop": True}, ("loop", True, "pyramid")),
+    ({"closed_loop": False, "fusion": "flat"}, ("open", False, "flat")),
+    ({"mode": "animate_anyone", "closed_loop": True}, ("reference", True, "flat")),
+    ({"mode": "animate_anyone", "closed_loop": False}, ("open", False, "pyramid")),
+    ({"mode": "animate_anyone", "fusion": "pyramid"}, ("open", False, "pyramid")),
+    ({"mode": "animate_anyone", "closed_loop": True, "fusion": "pyramid"}, ("loop", True, "pyramid")),
+    ({"mode": "animate_anyone", "context_stride": 2}, ("open", False, "pyramid")),
+])
+def test_the_context_schedule_and_the_window_fields_it_implies(values, expected):
+    args = parse_args(values)
+    assert (args.context_schedule, args.closed_loop, args.fusion) == expected
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"context_schedule": "reference", "fusion": "pyramid"}, "'fusion' 'pyramid' contradicts 'context_schedule' 'reference'"),
+    ({"context_schedule": "reference", "closed_loop": False}, "'closed_loop' false contradicts 'context_schedule' 'reference'"),
+    ({"context_schedule": "reference", "context_stride": 2}, "'context_stride' 2 contradicts"),
+    ({"context_schedule": "reference", "closed_loop": False, "context_stride": 3},
+     "'closed_loop' false and 'context_stride' 3 contradict 'context_schedule' 'reference'.*Leave them out"),
+    ({"context_schedule": "open", "closed_loop": True}, "'closed_loop' true contradicts 'context_schedule' 'open'"),
+    ({"context_schedule": "loop", "closed_loop": False}, "'closed_loop' false contradicts 'context_schedule' 'loop'"),
+    ({"context_schedule": "uniform"}, "'context_schedule' must be one of 'reference', 'open', 'loop'"),
+])
+def test_window_fields_that_contradict_the_chosen_schedule_are_refused(values, message):
+    with pytest.raises(InvalidInputError, match=message):
+        parse_args(values)
+
+
+def test_an_xyz_cell_that_sets_the_schedule_resolves_the_window_fields_again():
+    from lib_animate.webui.api.args import with_overrides
+
+    args = parse_args({"mode": "animate_anyone"})
+    assert (args.context_schedule, args.closed_loop, args.fusion) == ("reference", True, "flat")
+    cell = with_overrides(args, {"context_schedule": "open"})
+    assert (cell.context_schedule, cell.closed_loop, cell.fusion) == ("open", False, "pyramid")
+    looped = with_overrides(args, {"context_schedule": "loop"})
+    assert (looped.context_schedule, looped.closed_loop, looped.fusion) == ("loop", True, "pyramid")
+    with pytest.raises(InvalidInputError, match="contradicts 'context_schedule' 'reference'"):
+        with_overrides(parse_args({"mode": "animate_anyone", "fusion": "pyramid"}), {"context_schedule": "reference"})
+
+
+def test_infotexts_from_before_the_schedule_had_a_name_restore_what_ran():
+    assert pasted_fields({KEY: "mode=animatediff; frames=20; closed_loop=true"})["context_schedule"] == "loop"
+    assert pasted_fields({KEY: "mode=animate_anyone; closed_loop=false"})["context_schedule"] == "open"
+    text = encode(parse_args({"mode": "animate_anyone"}), {})
+    assert "context_schedule=reference" in text
+    restored = pasted_fields({KEY: text})
+    assert (restored["context_schedule"], restored["closed_loop"], restored["fusion"]) == ("reference", True, "flat")
+    assert parse_args({**restored, "mode": "animate_anyone"}).context_schedule == "reference"  # pastes back consistently

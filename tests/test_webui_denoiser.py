@@ -168,3 +168,117 @@ def test_window_schedule_is_the_engines_schedule_per_step():
 def test_rows_of_reads_tensors_and_sdxl_dicts():
     assert rows_of(torch.zeros(5, 77, 8)) == 5
     assert rows_of({"crossattn": torch.zeros(3, 77, 8), "vector": torch.zeros(3, 16)}) == 3
+
+
+# --- the named schedules, against the Animate Anyone reference ------------------------------------
+
+def reference_windows(num_frames, context_size, context_overlap):
+    """The windows of Moore-AnimateAnyone's pose2vid_long, written from its code: animatediff-cli's
+    ``uniform`` scheduler (src/pipelines/context.py) called at step 0 with context_stride 1 and
+    closed_loop True -- starts ``range(0, F, size - overlap)``, indices modulo F, one window of every
+    frame when F <= size."""
+    if num_frames <= context_size:
+        return [list(range(num_frames))]
+    return [[e % num_frames for e in range(j, j + context_size)]
+            for j in range(0, num_frames, context_size - context_overlap)]
+
+
+@pytest.mark.parametrize("frames, length, overlap", [
+    (12, 8, 4), (25, 24, 4), (64, 24, 4), (72, 24, 4), (120, 24, 4), (30, 8, 0), (31, 8, 7), (9, 8, 2), (8, 8, 4), (5, 8, 2),
+])
+def test_the_reference_schedule_is_the_reference_pipelines_at_every_step(frames, length, overlap):
+    schedule = WindowSchedule.named("reference", frames, length, overlap, stride=1, fusion="flat")
+    expected = reference_windows(frames, length, overlap)
+    for step in range(5):  # the reference calls its scheduler with step 0 only: windows never move
+        assert [list(w) for w in schedule.windows(step)] == expected
+    assert schedule.fusion == "flat"
+    # the last start lies within a hop (< length) of the end: with more than one window the last one wraps
+    assert any(w != sorted(w) for w in expected) == (frames > length)
+
+
+def test_the_named_schedules_set_ring_and_shift():
+    open_ = WindowSchedule.named("open", 50, 16, 4, stride=1, fusion="pyramid")
+    loop = WindowSchedule.named("loop", 50, 16, 4, stride=1, fusion="pyramid")
+    reference = WindowSchedule.named("reference", 50, 16, 4, stride=1, fusion="flat")
+    assert all(w == tuple(sorted(w)) for step in range(4) for w in open_.windows(step))  # never wraps
+    assert open_.windows(0) == open_.windows(3)
+    assert loop.windows(0) == reference.windows(0) and loop.windows(1) != loop.windows(0)  # shifts from step 1 on
+    assert reference.windows(1) == reference.windows(0)
+
+
+def _window_function(x_window, t, role_sign):
+    """A stand-in for the denoising UNet on one clip chunk of a window: frames interact (the mean over
+    the window) and the position in the window matters (the motion module's position encoding), so a
+    window's frame order and membership change the result, as they do for the real model."""
+    n = x_window.shape[0]
+    position = torch.arange(n, dtype=x_window.dtype).view(n, 1, 1, 1)
+    return (x_window * (1 + 0.001 * t) + 0.3 * x_window.mean(dim=0, keepdim=True) + 0.02 * position * x_window
+            + 0.1 * role_sign)
+
+
+class WindowFunctionInnerModel:
+    """The webui's inner model holding :func:`_window_function`: rows are [cond clip; uncond clip]
+    chunks of the current window, the role comes from the context's sign (+1 cond, -1 uncond)."""
+
+    def __init__(self, layout):
+        self.layout = layout
+
+    def forward(self, x, sigma, cond=None):
+        n = self.layout.frames
+        context = cond["c_crossattn"][0]
+        out = []
+        for c in range(x.shape[0] // n):
+            rows = slice(c * n, (c + 1) * n)
+            out.append(_window_function(x[rows], int(sigma[rows][0]), float(context[rows][0, 0, 0])))
+        return torch.cat(out)
+
+
+@pytest.mark.parametrize("frames, length, overlap", [(14, 8, 2), (12, 8, 4), (20, 8, 4), (7, 8, 2)])
+def test_a_windowed_run_through_the_jobs_wrapper_equals_the_reference_pipelines_loop(frames, length, overlap):
+    """Whole runs from the same noise: the job's denoiser wrapper under the "reference" schedule, inside
+    the exact Animate Anyone DDIM, against the reference pipeline's loop written from its code (per
+    step: every window's [uncond, cond] prediction summed into a per-frame accumulator with a counter,
+    divided, then guidance and the DDIM step)."""
+    from lib_animate.sampling.aa_ddim import cfg, sample_aa_ddim
+
+    steps, scale = 6, 3.5
+    noise = torch.randn(frames, 4, 3, 3, generator=torch.Generator().manual_seed(frames))
+
+    def reference_model(x, t):
+        windows = reference_windows(frames, length, overlap)
+        pred = torch.zeros(2, *x.shape)
+        counter = torch.zeros(frames, 1, 1, 1)
+        for window in windows:
+            part = x[window]
+            pred[0, window] += _window_function(part, t, -1.0)  # uncond
+            pred[1, window] += _window_function(part, t, 1.0)  # cond
+            counter[window] += 1
+        uncond, cond = pred / counter
+        return cfg(cond, uncond, scale)
+
+    layout = FrameLayout(frames)
+    schedule = WindowSchedule.named("reference", frames, min(length, frames), overlap, stride=1, fusion="flat")
+    wrapper = WindowedInnerModel(schedule, layout)
+    inner = WindowFunctionInnerModel(layout)
+    wrapper.install(inner)
+    step = iter(range(10 ** 6))
+
+    def job_model(x, t):
+        wrapper.begin_forward(next(step), cond_rows=frames)  # the job's on_cfg_denoiser callback
+        rows = torch.cat([x, x])  # the webui batches [cond; uncond]
+        context = torch.cat([torch.ones(frames, 1, 1), -torch.ones(frames, 1, 1)])
+        out = inner.forward(rows, torch.full((2 * frames,), float(t)), cond={"c_crossattn": [context]})
+        return cfg(out[:frames], out[frames:], scale)
+
+    ours = sample_aa_ddim(job_model, noise.clone(), steps)
+    reference = sample_aa_ddim(reference_model, noise.clone(), steps)
+    wrapper.remove()
+    assert ((ours - reference).norm() / reference.norm()).item() <= 1e-6
+    if frames > length:  # and the schedule matters: the open schedule gives another result
+        open_schedule = WindowSchedule.named("open", frames, length, overlap, stride=1, fusion="flat")
+        wrapper = WindowedInnerModel(open_schedule, layout)
+        wrapper.install(inner)
+        step = iter(range(10 ** 6))
+        other = sample_aa_ddim(job_model, noise.clone(), steps)
+        wrapper.remove()
+        assert ((other - reference).norm() / reference.norm()).item() > 1e-3

@@ -31,7 +31,7 @@ def values(**overrides):
     base = dict(reference_image=None, pose_video=None, pose_frames=None, pose_json=None, pose_source="auto",
                 fit="resize", pose_stride=1, pose_fps=0, pose_max_frames=0, draw_face=True, draw_hands=True,
                 width=64, height=96, fps=0, steps=25, cfg_scale=3.5, seed=-1, sampler="animate_anyone_ddim", loop=0,
-                formats=["MP4"], pingpong=False, context_length=0, context_overlap=4, closed_loop=False)
+                formats=["MP4"], pingpong=False, context_length=0, context_overlap=4, context_schedule="reference")
     base.update(overrides)
     assert set(base) == set(inputs.TAB_FIELDS)
     return base
@@ -52,10 +52,10 @@ def skeleton_mp4(tmp_path):
 def test_controls_become_the_modes_args(tmp_path, skeleton_mp4):
     reference = Image.new("RGB", (8, 8))
     fields = inputs.args_dict(values(reference_image=reference, pose_video=skeleton_mp4, pose_stride=2.0, fps=12,
-                                     formats=["GIF", "MP4"], context_length=16.0, closed_loop=True, pingpong=True))
+                                     formats=["GIF", "MP4"], context_length=16.0, context_schedule="open", pingpong=True))
     assert fields["enable"] is True and fields["mode"] == "animate_anyone" and fields["reference_image"] is reference
     assert isinstance(fields["pose_video"], bytes) and fields["pose_stride"] == 2 and fields["fps"] == 12.0
-    assert fields["context_length"] == 16 and fields["closed_loop"] is True and fields["formats"] == ["GIF", "MP4"]
+    assert fields["context_length"] == 16 and fields["context_schedule"] == "open" and fields["formats"] == ["GIF", "MP4"]
     assert "pose_frames" not in fields and "pose_json" not in fields and fields["pingpong"] is True
     parsed = parse_args(fields)
     assert parsed.given >= {"fps", "pose_video"}

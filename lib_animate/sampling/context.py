@@ -28,6 +28,10 @@ Schedules (``context_windows``):
   loop: stepping by ``d`` around the ring splits the frames into ``gcd(frames, d)`` cycles, each
   of which gets the ring schedule.
 
+Named schedules (``SCHEDULES``, the job's ``context_schedule``): "reference" = closed loop, no
+shift, flat fusion, stride 1 (Moore-AnimateAnyone's ``pose2vid_long`` exactly); "open" = open
+windows, no shift; "loop" = closed loop with shift.
+
 Fusion (``fuse_windows``, ``apply_windows``): per-window outputs are combined per frame by a
 weighted mean, ``out[f] = sum_i w_i(f) y_i(f) / sum_i w_i(f)``, with ``w`` the "pyramid" weights
 (``min(k + 1, n - k)`` at position ``k`` of an ``n``-frame window: largest in the centre, 1 at the
@@ -35,6 +39,7 @@ edges) or "flat" (all 1).
 """
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -42,6 +47,36 @@ import torch
 Window = Tuple[int, ...]
 
 WEIGHTINGS = ("pyramid", "flat")
+
+
+@dataclass(frozen=True)
+class NamedSchedule:
+    """A named window schedule: what it fixes of ``context_windows``' arguments and the fusion.
+
+    ``fusion`` is the weighting it uses by default; ``fixed`` says that it allows no other
+    weighting and no dilated windows (stride 1), so that it stays what it is named after.
+    """
+
+    name: str
+    closed_loop: bool
+    shift: bool
+    fusion: str
+    fixed: bool
+    summary: str
+
+
+SCHEDULES = {
+    # Moore-AnimateAnyone's pose2vid_long: animatediff-cli's "uniform" scheduler called at step 0
+    # with closed_loop=True and stride 1 -- starts 0, hop, 2 hop, ... below the frame count, indices
+    # modulo it, the same windows at every step -- and a per-frame sum / count of the outputs.
+    "reference": NamedSchedule("reference", closed_loop=True, shift=False, fusion="flat", fixed=True,
+                               summary="static windows that wrap around the end, averaged flat, as the Animate Anyone reference samples"),
+    "open": NamedSchedule("open", closed_loop=False, shift=False, fusion="pyramid", fixed=False,
+                          summary="static windows that never wrap, the last one anchored at the end"),
+    "loop": NamedSchedule("loop", closed_loop=True, shift=True, fusion="pyramid", fixed=False,
+                          summary="windows around a ring that shift at every step (seamless loops)"),
+}
+CONTEXT_SCHEDULES = tuple(SCHEDULES)
 
 
 def validate_context(length: int, overlap: int, stride: int = 1) -> None:

@@ -143,15 +143,24 @@ def test_long_pose_sequence_uses_context_windows(webui, release, baseline):
     windowed = ac.frames_of(data)
     assert len(read_video(ac.trailing(data)[0][1]).frames) == 14 and len(windowed) == 14
     assert data["info"]["animate_anyone"]["reference_passes"] == 1  # one reference pass serves every window
-    assert "context_length=8" in data["info"]["infotexts"][0]
+    infotext = data["info"]["infotexts"][0]
+    # the mode's default schedule is the reference pipeline's: static wrapping windows, flat fusion
+    assert "context_length=8" in infotext and "context_schedule=reference" in infotext and "fusion=flat" in infotext
+    explicit = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2,
+                                            context_schedule="reference", closed_loop=True, fusion="flat")))
+    assert all(np.array_equal(a, b) for a, b in zip(windowed, explicit))
     whole = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=14)))
     assert _mean_abs(windowed, whole) > 0.5  # the windows did change what the motion module saw
-    # one window: closed_loop has nothing to wrap; with windows it changes the result
+    # one window: no schedule has anything to wrap or shift
     short = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=8)))
-    short_looped = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=8, closed_loop=True)))
-    assert all(np.array_equal(a, b) for a, b in zip(short, short_looped))
-    looped = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2, closed_loop=True)))
-    assert _mean_abs(windowed, looped) > 0.5
+    for schedule in ("open", "loop"):
+        other = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(6), context_length=8, context_schedule=schedule)))
+        assert all(np.array_equal(a, b) for a, b in zip(short, other)), schedule
+    # with windows every schedule gives another video
+    for schedule in ("open", "loop"):
+        other = ac.frames_of(ac.ok(webui, aa(release, pose_json=pose_frames_json(14), context_length=8, context_overlap=2,
+                                             context_schedule=schedule)))
+        assert _mean_abs(windowed, other) > 0.5, schedule
     assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
 
 
@@ -170,6 +179,11 @@ def _dwpose_missing(release):
     ({"pose_json": pose_frames_json(2), "fit": "stretch"}, "'fit' must be one of"),
     ({"pose_json": pose_frames_json(2), "freeinit_iterations": 1}, "FreeInit works in the AnimateDiff mode"),
     ({"pose_json": pose_frames_json(2), "motion_scale": "0:1, 5:0"}, "keyframe 5 is beyond the last frame"),
+    ({"pose_json": pose_frames_json(2), "context_schedule": "reference", "fusion": "pyramid"},
+     "'fusion' 'pyramid' contradicts 'context_schedule' 'reference'"),
+    ({"pose_json": pose_frames_json(2), "context_schedule": "reference", "closed_loop": False, "context_stride": 2},
+     "'closed_loop' false and 'context_stride' 2 contradict 'context_schedule' 'reference'"),
+    ({"pose_json": pose_frames_json(2), "context_schedule": "open", "closed_loop": True}, "'closed_loop' true contradicts 'context_schedule' 'open'"),
 ])
 def test_bad_input_is_answered_422(webui, release, baseline, fields, words):
     body = aa(release, **fields)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Tuple
 
 from ...errors import InvalidInputError
+from ...sampling.context import CONTEXT_SCHEDULES, SCHEDULES
 
 MODES = ("animatediff", "animate_anyone")
 FORMATS = ("GIF", "MP4", "WEBM", "WEBP", "PNG")
@@ -45,11 +46,12 @@ class AnimateArgs:
     formats: List[str] = field(default_factory=lambda: ["GIF"])
     context_length: int = 0  # 0 = the motion module's window
     context_overlap: int = 4
-    closed_loop: bool = False  # context windows wrap around (and prompt travel, unless prompt_travel_loop says)
+    context_schedule: str = "open"  # the mode's default: "open" (AnimateDiff), "reference" (Animate Anyone)
+    closed_loop: bool = False  # context windows wrap around (and prompt travel, unless prompt_travel_loop says); from the schedule
     prompt_travel_loop: Any = None  # None = as closed_loop; true/false: prompt travel interpolates last -> first or not
     pingpong: bool = False  # videos play forward, then back (the reversed frames without the two ends)
     context_stride: int = 1
-    fusion: str = "pyramid"
+    fusion: str = "pyramid"  # from the schedule unless given
     motion_scale: Any = 1.0  # a number, one number per frame, or keyframes "0:1.0, 8:0.6" (0 = the image model alone)
     noise_init: str = "independent"  # "freenoise": later frames' initial noise is a shuffle of the first window's
     freenoise_window: int = 0  # 0 = the context length
@@ -249,6 +251,7 @@ _VALIDATORS = {
     "formats": _formats,
     "context_length": lambda n, v: _int(n, v, 0, MAX_FRAMES),
     "context_overlap": lambda n, v: _int(n, v, 0, MAX_FRAMES),
+    "context_schedule": lambda n, v: _choice(n, v, CONTEXT_SCHEDULES),
     "closed_loop": _bool,
     "prompt_travel_loop": _optional_bool,
     "pingpong": _bool,
@@ -355,9 +358,59 @@ def parse_args(values: Dict[str, Any]) -> AnimateArgs:
             f"unknown field(s) {', '.join(repr(u) for u in unknown)}; known fields: {', '.join(field_names())}"
         )
     parsed = {name: _VALIDATORS[name](name, value) for name, value in values.items()}
-    args = AnimateArgs(**parsed, given=frozenset(values))
+    args = _with_schedule(AnimateArgs(**parsed, given=frozenset(values)))
     _check_together(args)
     return args
+
+
+# --- context-window schedule --------------------------------------------------------------------
+
+MODE_SCHEDULES = {"animatediff": "open", "animate_anyone": "reference"}
+_WINDOW_FIELDS = ("closed_loop", "fusion", "context_stride")
+
+
+def _schedule_conflicts(args: AnimateArgs, name: str) -> List[str]:
+    """The explicitly given window fields that the schedule ``name`` does not allow."""
+    schedule = SCHEDULES[name]
+    conflicts = []
+    if "closed_loop" in args.given and args.closed_loop != schedule.closed_loop:
+        conflicts.append(f"'closed_loop' {str(args.closed_loop).lower()}")
+    if schedule.fixed and "fusion" in args.given and args.fusion != schedule.fusion:
+        conflicts.append(f"'fusion' {args.fusion!r}")
+    if schedule.fixed and "context_stride" in args.given and args.context_stride != 1:
+        conflicts.append(f"'context_stride' {args.context_stride}")
+    return conflicts
+
+
+def _with_schedule(args: AnimateArgs) -> AnimateArgs:
+    """Resolve ``context_schedule`` and the window fields it implies.
+
+    Given explicitly, the schedule is what runs and a window field that contradicts it is an
+    error. Left out, it is the mode's default, unless the request's own window fields contradict
+    that default: then the first schedule they fit ("open", then "loop"), so that requests made
+    before the field existed keep their meaning. ``closed_loop`` always follows the schedule;
+    ``fusion`` does unless given.
+    """
+    default = MODE_SCHEDULES.get(args.mode, "open")
+    if "context_schedule" in args.given:
+        name = args.context_schedule
+        conflicts = _schedule_conflicts(args, name)
+        if conflicts:
+            schedule = SCHEDULES[name]
+            fixes = f"closed_loop {str(schedule.closed_loop).lower()}"
+            if schedule.fixed:
+                fixes += f", fusion {schedule.fusion!r} and context_stride 1"
+            raise InvalidInputError(
+                f"{' and '.join(conflicts)} contradict{'s' if len(conflicts) == 1 else ''} 'context_schedule' {name!r}: "
+                f"{schedule.summary}, which means {fixes}. Leave {'it' if len(conflicts) == 1 else 'them'} out or choose "
+                f"another schedule ({', '.join(repr(s) for s in CONTEXT_SCHEDULES)})"
+            )
+    else:
+        # "open" and "loop" take any fusion and stride, and one of them any closed_loop: one fits.
+        name = next(n for n in (default, "open", "loop") if not _schedule_conflicts(args, n))
+    schedule = SCHEDULES[name]
+    fusion = args.fusion if "fusion" in args.given else schedule.fusion
+    return replace(args, context_schedule=name, closed_loop=schedule.closed_loop, fusion=fusion)
 
 
 # An X/Y/Z plot axis that sets every motion LoRA's strength (not a field of its own).
@@ -385,7 +438,7 @@ def with_overrides(args: AnimateArgs, overrides: Dict[str, Any]) -> AnimateArgs:
         if not args.motion_loras:
             raise InvalidInputError("the X/Y/Z plot sets a motion LoRA strength, but the job has no motion LoRA; choose one")
         values["motion_loras"] = [MotionLoraArg(lora.name, strength) for lora in args.motion_loras]
-    new = replace(args, enable=True, given=args.given | frozenset(values), **values)
+    new = _with_schedule(replace(args, enable=True, given=args.given | frozenset(values), **values))
     _check_together(new)
     return new
 

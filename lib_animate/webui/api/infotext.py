@@ -106,6 +106,9 @@ def pasted_fields(params: Dict[str, Any]) -> Dict[str, Any]:
     if not data:
         return {}
     fields_ = {name: data[name] for name in field_names() if name in data}
+    if "context_schedule" not in fields_ and "closed_loop" in fields_:
+        # written before the schedules had names: closed loops shifted, open windows did not
+        fields_["context_schedule"] = "loop" if fields_["closed_loop"] else "open"
     fields_["enable"] = True
     return fields_
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
-from ...sampling.context import apply_windows, context_windows
+from ...sampling.context import SCHEDULES, apply_windows, context_windows
 from ...sampling.layout import COND, UNCOND, FrameLayout
 
 WRAPPED_MARK = "_animate_anyone_windowed"
@@ -54,12 +54,21 @@ def rows_of(cond: Any) -> int:
 class WindowSchedule:
     """The context-window settings of a job; ``windows(step)`` gives the frame windows of a step."""
 
-    def __init__(self, frames: int, length: int, overlap: int, closed_loop: bool, stride: int, fusion: str):
+    def __init__(self, frames: int, length: int, overlap: int, closed_loop: bool, stride: int, fusion: str,
+                 shift: Optional[bool] = None):
         self.frames, self.length, self.overlap = frames, length, overlap
         self.closed_loop, self.stride, self.fusion = closed_loop, stride, fusion
+        self.shift = shift  # None: as context_windows decides (shift closed loops)
+
+    @classmethod
+    def named(cls, name: str, frames: int, length: int, overlap: int, stride: int, fusion: str) -> "WindowSchedule":
+        """The schedule ``name`` of ``sampling.context.SCHEDULES`` (its ring and shift; fusion as resolved)."""
+        schedule = SCHEDULES[name]
+        return cls(frames, length, overlap, schedule.closed_loop, stride, fusion, shift=schedule.shift)
 
     def windows(self, step: int):
-        return context_windows(self.frames, self.length, self.overlap, step=step, closed_loop=self.closed_loop, stride=self.stride)
+        return context_windows(self.frames, self.length, self.overlap, step=step, closed_loop=self.closed_loop,
+                               stride=self.stride, shift=self.shift)
 
     @property
     def active(self) -> bool:

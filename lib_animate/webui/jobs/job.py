@@ -390,7 +390,7 @@ class VideoJob:
                 validate_context(length, args.context_overlap, args.context_stride)
             except ValueError as e:
                 raise RequestError(f"context windows: {e}") from e
-        self.window = WindowSchedule(self.frames, length, args.context_overlap, args.closed_loop, args.context_stride, args.fusion)
+        self.window = WindowSchedule.named(args.context_schedule, self.frames, length, args.context_overlap, args.context_stride, args.fusion)
         self.layout.set_frames(length)
         self.windowed = WindowedInnerModel(self.window, self.layout, on_call=self._on_unet_call)
         return length

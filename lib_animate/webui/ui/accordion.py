@@ -8,16 +8,17 @@ the job recognises, so the UI and the API share one validator.
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..api.args import (AA_DDIM, FITS, FORMATS, FREEINIT_FILTERS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS, NOISE_SCHEDULES,
-                        POSE_SOURCES, AnimateArgs)
+from ..api.args import (AA_DDIM, CONTEXT_SCHEDULES, FITS, FORMATS, FREEINIT_FILTERS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS,
+                        NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs)
 from ..api.infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
 NO_LORA = "None"
+AUTO = "auto"  # the schedule's / mode's default: the field is left out of the request
 
 _COMMON_FIELDS = (
     "enable", "mode", "motion_module", "frames", "fps", "loop", "formats", "pingpong",
-    "context_length", "context_overlap", "closed_loop", "context_stride", "fusion", "motion_scale", "noise_init",
+    "context_length", "context_overlap", "context_schedule", "context_stride", "fusion", "motion_scale", "noise_init",
     "freenoise_window", "freenoise_stride", "freeinit_iterations", "freeinit_filter", "freeinit_spatial", "freeinit_temporal",
     "freeinit_order", "freeinit_all_passes",
     "noise_schedule", "prompt_interpolation", "control_upload", "control_stride", "control_maps",
@@ -82,6 +83,9 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
             loras.append({"name": name, "strength": float(strength)})
     named["motion_loras"] = loras
     named["motion_scale"] = _motion_scale_text(named.get("motion_scale"))
+    for key in ("context_schedule", "fusion"):
+        if named.get(key) in (AUTO, None):
+            named.pop(key, None)
     for key in ("frames", "loop", "context_length", "context_overlap", "context_stride", "control_stride",
                 "freenoise_window", "freenoise_stride", "freeinit_iterations"):
         if isinstance(named.get(key), float) and named[key].is_integer():
@@ -145,8 +149,12 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
                 context_overlap = gr.Number(label="Overlap", value=defaults.context_overlap, precision=0, minimum=0, elem_id=eid("context_overlap"))
                 context_stride = gr.Number(label="Stride", value=defaults.context_stride, precision=0, minimum=1, elem_id=eid("context_stride"))
             with FormRow():
-                closed_loop = gr.Checkbox(label="Closed loop (the end joins the start)", value=defaults.closed_loop, elem_id=eid("closed_loop"))
-                fusion = gr.Radio(label="Window fusion", choices=list(FUSIONS), value=defaults.fusion, elem_id=eid("fusion"))
+                context_schedule = gr.Radio(label="Window schedule", choices=[AUTO, *CONTEXT_SCHEDULES], value=AUTO, elem_id=eid("context_schedule"),
+                                            tooltip="auto: open (AnimateDiff), reference (Animate Anyone). open: windows never wrap; "
+                                                    "loop: the end joins the start, windows shift every step; reference: Animate "
+                                                    "Anyone's static wrapping windows, averaged flat")
+                fusion = gr.Radio(label="Window fusion", choices=[AUTO, *FUSIONS], value=AUTO, elem_id=eid("fusion"),
+                                  tooltip="auto: flat for the reference schedule, else pyramid (window centres weigh most)")
             with FormRow():
                 noise_init = gr.Radio(label="Initial noise", choices=list(NOISE_INITS), value=defaults.noise_init, elem_id=eid("noise_init"),
                                       tooltip="freenoise: frames after the first window start from shuffles of its noise (steadier long videos)")
@@ -204,7 +212,7 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
     refresh.click(fn=rescan, inputs=[], outputs=[motion_module] + lora_components[0::2])
 
     components = [enable, mode, motion_module, frames, fps, loop, formats, pingpong, context_length, context_overlap,
-                  closed_loop, context_stride, fusion, motion_scale, noise_init, freenoise_window, freenoise_stride, freeinit_iterations, freeinit_filter, freeinit_spatial,
+                  context_schedule, context_stride, fusion, motion_scale, noise_init, freenoise_window, freenoise_stride, freeinit_iterations, freeinit_filter, freeinit_spatial,
                   freeinit_temporal, freeinit_order, freeinit_all_passes, noise_schedule, prompt_interpolation, control_upload, control_stride,
                   control_maps] + lora_components + img2img_components + animate_anyone_components
     script.infotext_fields = _infotext_fields(components, is_img2img)

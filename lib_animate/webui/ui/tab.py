@@ -21,7 +21,7 @@ from .. import settings as settings_module
 from . import tab_errors as errors
 from . import tab_inputs as inputs
 from . import tab_paste
-from ..api.args import AA_DDIM, FITS, FORMATS, POSE_SOURCES
+from ..api.args import AA_DDIM, CONTEXT_SCHEDULES, FITS, FORMATS, POSE_SOURCES
 
 TAB_ID = "animate_anyone"
 TITLE = "Animate Anyone"
@@ -168,7 +168,11 @@ class Tab:
             with FormRow():
                 c["context_length"] = gr.Number(label="Context length (0 = 24)", value=0, precision=0, minimum=0, elem_id=eid("context_length"))
                 c["context_overlap"] = gr.Number(label="Overlap", value=4, precision=0, minimum=0, elem_id=eid("context_overlap"))
-                c["closed_loop"] = gr.Checkbox(label="Closed loop (the end joins the start)", value=False, elem_id=eid("closed_loop"))
+            with FormRow():
+                c["context_schedule"] = gr.Radio(
+                    label="Window schedule", choices=list(CONTEXT_SCHEDULES), value="reference", elem_id=eid("context_schedule"),
+                    info="reference: as the release was shown (windows wrap: the end attends to the start); open: no "
+                         "wrap, better for clips that do not loop; loop: seamless loops, windows shift every step")
         c["context_error"] = gr.HTML(elem_id=eid("context_error"))
 
         with gr.Accordion("Weights", open=True, elem_id=eid("weights")):

@@ -32,7 +32,9 @@ FIELDS = {
     "context_length": (CONTEXT, "Context length"),
     "context_overlap": (CONTEXT, "Overlap"),
     "context_stride": (CONTEXT, "Context stride"),
-    "closed_loop": (CONTEXT, "Closed loop"),
+    "closed_loop": (CONTEXT, "Window schedule"),
+    "context_schedule": (CONTEXT, "Window schedule"),
+    "fusion": (CONTEXT, "Window schedule"),
 }
 # Messages without a field name, by what they talk about (first match wins; lower case).
 _PHRASES = (

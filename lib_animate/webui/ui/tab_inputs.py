@@ -19,7 +19,7 @@ from ..api.args import parse_args, pose_inputs_given
 TAB_FIELDS = (
     "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "fit", "pose_stride", "pose_fps",
     "pose_max_frames", "draw_face", "draw_hands", "width", "height", "fps", "steps", "cfg_scale", "seed", "sampler",
-    "loop", "formats", "pingpong", "context_length", "context_overlap", "closed_loop",
+    "loop", "formats", "pingpong", "context_length", "context_overlap", "context_schedule",
 )
 # The controls that change which pose frames the model sees.
 POSE_FIELDS = (
@@ -96,7 +96,7 @@ def args_dict(values: Dict[str, Any]) -> Dict[str, Any]:
         "pingpong": bool(values["pingpong"]),
         "context_length": _whole(values["context_length"]),
         "context_overlap": _whole(values["context_overlap"]),
-        "closed_loop": bool(values["closed_loop"]),
+        "context_schedule": values["context_schedule"] or "reference",
     })
     return fields
 

@@ -9,7 +9,7 @@ import html
 import json
 from typing import Any, List, Optional
 
-from ..api.args import AA_DDIM, FITS, FORMATS, POSE_SOURCES
+from ..api.args import AA_DDIM, CONTEXT_SCHEDULES, FITS, FORMATS, POSE_SOURCES
 from ..api.infotext import KEY, pasted_fields
 
 # control -> how a value from the infotext's JSON becomes the control's value
@@ -18,7 +18,7 @@ _JSON_FIELDS = {
     "loop": int,
     "context_length": int,
     "context_overlap": int,
-    "closed_loop": bool,
+    "context_schedule": lambda v: v if v in CONTEXT_SCHEDULES else None,
     "pingpong": bool,
     "pose_stride": int,
     "pose_fps": float,

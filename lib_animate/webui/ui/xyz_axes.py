@@ -12,7 +12,7 @@ collected in (the plot keeps only its first cell's info; ours lists every cell's
 from typing import Any, Callable, List, Optional
 
 from ...errors import AnimateError
-from ..api.args import MOTION_LORA_STRENGTH, NOISE_INITS, XYZ_CELLS, XYZ_OVERRIDES, check_override
+from ..api.args import CONTEXT_SCHEDULES, MOTION_LORA_STRENGTH, NOISE_INITS, XYZ_CELLS, XYZ_OVERRIDES, check_override
 from ..errors import RequestError
 
 PREFIX = "[Animate Anyone] "
@@ -33,6 +33,7 @@ AXES = (
     ("fps", "fps", float, float, None),
     ("context length", "context_length", int, int, None),
     ("context overlap", "context_overlap", int, int, None),
+    ("context schedule", "context_schedule", str, str, lambda: list(CONTEXT_SCHEDULES)),
     ("motion LoRA strength", MOTION_LORA_STRENGTH, float, float, None),
     ("motion scale", "motion_scale", str, _number_or_text, None),
     ("noise init", "noise_init", str, str, lambda: list(NOISE_INITS)),
