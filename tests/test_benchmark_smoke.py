@@ -79,3 +79,17 @@ def test_memory_benchmark_and_the_one_json_command(tmp_path):
     bench_motion.write_json(results, str(path))
     assert json.loads(path.read_text())["memory_vs_frames"]["result"]["window"] == 16
     assert run_all.parse_args(["--device", "cpu", "--only", "reference,memory"])[3] == ("reference", "memory")
+
+
+def test_animate_anyone_memory_benchmark_prints_a_flat_device_proxy():
+    from tests.benchmarks import bench_aa_memory, bench_reference
+
+    cfg = bench_reference.tiny_config(height=8, latent_width=8, threads=1)
+    result = bench_aa_memory.measure(cfg, (6, 30), log=lambda message: None)
+    rows = result["frames"]
+    assert rows[6]["device"] == rows[30]["device"] > 0  # per-video state on the device: flat in the frames
+    assert rows[30]["host"] == 5 * rows[6]["host"] > 0  # the pose features grow on the host only
+    assert rows[30]["per_call"] == 24 * rows[30]["host"] // 30  # one call moves one window's features
+    assert rows[6]["finite"] and rows[30]["finite"]  # the windowed call ran (a wrapped window at 30 frames)
+    assert "peak_growth" not in result  # CPU: no allocator peak, no invented number
+    assert "proxy" in bench_aa_memory.format_report(result)

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -150,3 +151,70 @@ def test_features_of_the_wrong_size_are_an_error(unet):
     with pytest.raises(RuntimeError, match="the pose must be rendered at the generation size"):
         with inject_pose_features(unet, PoseFeatures(torch.zeros(FRAMES, 32, 4, 4)), FrameLayout(FRAMES)), torch.no_grad():
             unet(x, t, context=context)
+
+
+# --- memory flat in the number of frames -----------------------------------------------------------
+
+class CountingGuider(torch.nn.Module):
+    """A small pose guider of the released architecture that records the frames of every call."""
+
+    def __init__(self):
+        super().__init__()
+        from lib_animate.reference.pose_guider import PoseGuider
+
+        torch.manual_seed(0)
+        self.guider = PoseGuider((4, 8, 8, 16), 32).eval()
+        self.calls = []
+
+    def forward(self, pixels):
+        self.calls.append(pixels.shape[0])
+        return self.guider(pixels)
+
+
+def _pose_frames(count, height=32, width=24):
+    rng = np.random.default_rng(count)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def test_encoding_runs_a_chunk_at_a_time_and_keeps_the_features_on_the_host():
+    guider = CountingGuider()
+    frames = _pose_frames(37)
+    pose = PoseFeatures.encode(guider, frames, device="cpu", dtype=torch.float32, chunk_frames=16)
+    assert guider.calls == [16, 16, 5]  # the device never holds more than a chunk of pixels
+    assert pose.features.device.type == "cpu" and pose.features.shape == (37, 32, 4, 3)
+    pixels = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        assert torch.equal(pose.features, guider.guider(pixels))  # the same features as one call on every frame
+
+
+def test_a_call_moves_only_its_windows_frames():
+    video = torch.randn(30, 32, *LATENT, generator=torch.Generator().manual_seed(1))
+    pose = PoseFeatures(video)
+    like = torch.zeros(1, dtype=torch.float64)
+    for window in ([4, 5, 6, 7], [28, 29, 0, 1]):  # a run of frames (a view) and a wrapped window (gathered)
+        pose.select_frames(window)
+        selected = pose.selected()
+        assert selected.shape[0] == len(window)
+        assert (selected.untyped_storage().data_ptr() == video.untyped_storage().data_ptr()) == (window[0] == 4)
+        moved = pose.for_call(len(window), like)
+        assert moved.dtype == torch.float64 and torch.equal(moved, video[window].double())
+
+
+def test_the_per_video_state_on_the_device_does_not_grow_with_the_frames():
+    """The structural proxy the benchmark prints on the CPU: bytes of per-video tensors kept on the
+    device for the whole job stay the same from 24 to 96 frames; only the host part grows."""
+    from lib_animate.reference.reference_attention import ReferenceNet
+    from lib_animate.reference.residency import video_state_bytes
+    from tests.support.ldm_unet import ldm_unet
+
+    net = ReferenceNet(ldm_unet(model_channels=32, context_dim=16))
+    latent = torch.randn(1, 4, 8, 8)
+    embeds = torch.randn(1, 1, 16)
+    bank = net.run(latent, embeds)
+    rows = {}
+    for frames in (24, 48, 96):
+        pose = PoseFeatures.encode(CountingGuider(), _pose_frames(frames), device="cpu", dtype=torch.float32)
+        rows[frames] = video_state_bytes(bank, embeds, latent, pose, window=24)
+    assert rows[24]["device"] == rows[48]["device"] == rows[96]["device"] > 0
+    assert rows[24]["per_call"] == rows[96]["per_call"]
+    assert rows[96]["host"] == 4 * rows[24]["host"] > 0

@@ -1,12 +1,14 @@
 """Every benchmark in one process: motion-module overhead and the diffusers peer (bench_motion),
-reference attention (bench_reference), peak memory against frames (bench_memory); one JSON.
+reference attention (bench_reference), peak memory against frames (bench_memory), Animate
+Anyone's memory against frames (bench_aa_memory); one JSON.
 
     python -m tests.benchmarks.run_all --json OUT.json               # CUDA if present, else CPU tiny
     python -m tests.benchmarks.run_all --device cuda --compile --json "$OUT/bench.json"
 
 On CUDA it runs the issue's configurations (SD1.5 width, fp16 autocast: 2 x 16 frames at
 512x512; Animate Anyone 2 x 24 frames at 512x768; 16..64 frames with 16-frame windows at
-512x512), planned to finish in about 3 minutes on an H100 including the model builds;
+512x512; Animate Anyone 24..300 frames with 24-frame windows at 512x768), planned to finish
+in about 4 minutes on an H100 including the model builds;
 ``--compile`` adds the regionally compiled motion modules, whose compile is extra (about one
 to three minutes, excluded from the timings). The CPU tiny configuration prints the same
 tables for information only.
@@ -21,7 +23,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from tests.benchmarks import bench_memory, bench_motion, bench_reference
+from tests.benchmarks import bench_aa_memory, bench_memory, bench_motion, bench_reference
 
 
 def _release(device: str) -> None:
@@ -30,7 +32,7 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def run_all(device: str, threads: Optional[int] = None, compile: bool = False, sections: Sequence[str] = ("motion", "reference", "memory"),
+def run_all(device: str, threads: Optional[int] = None, compile: bool = False, sections: Sequence[str] = ("motion", "reference", "memory", "aa_memory"),
             log=print, motion_overrides: Optional[dict] = None, reference_overrides: Optional[dict] = None,
             memory_frames: Optional[Sequence[int]] = None) -> Dict[str, object]:
     cuda = torch.device(device).type == "cuda"
@@ -66,6 +68,16 @@ def run_all(device: str, threads: Optional[int] = None, compile: bool = False, s
             }
             results["section_s"]["memory"] = time.perf_counter() - t0
             _release(device)
+        if "aa_memory" in sections:
+            log("== Animate Anyone memory vs frames ==")
+            t0 = time.perf_counter()
+            cfg = (bench_reference.full_config if cuda else bench_reference.tiny_config)(device=device)
+            results["aa_memory_vs_frames"] = {
+                "config": asdict(cfg), "environment": bench_motion.environment(cfg),
+                "result": bench_aa_memory.measure(cfg, log=log),
+            }
+            results["section_s"]["aa_memory"] = time.perf_counter() - t0
+            _release(device)
     finally:
         torch.set_num_threads(saved_threads)
     results["elapsed_s"] = time.perf_counter() - started
@@ -81,6 +93,9 @@ def format_report(results: Dict[str, object]) -> str:
     if "memory_vs_frames" in results:
         m = results["memory_vs_frames"]
         parts.append(bench_memory.format_report(m["result"], m["environment"], m["config"]))
+    if "aa_memory_vs_frames" in results:
+        m = results["aa_memory_vs_frames"]
+        parts.append(bench_aa_memory.format_report(m["result"], m["environment"], m["config"]))
     parts.append("sections: " + ", ".join(f"{k} {v:.0f} s" for k, v in results["section_s"].items())
                  + f"; total {results['elapsed_s']:.0f} s")
     return "\n".join(parts)
@@ -91,13 +106,13 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads (CPU runs on a busy machine: 1)")
     p.add_argument("--compile", action="store_true", help="also time the regionally compiled motion modules")
-    p.add_argument("--only", help="comma-separated sections: motion, reference, memory (default: all)")
+    p.add_argument("--only", help="comma-separated sections: motion, reference, memory, aa_memory (default: all)")
     p.add_argument("--json", dest="json_path", help="write every number of every section here")
     args = p.parse_args(argv)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda was requested but CUDA is not available")
-    sections = tuple(s.strip() for s in args.only.split(",")) if args.only else ("motion", "reference", "memory")
+    sections = tuple(s.strip() for s in args.only.split(",")) if args.only else ("motion", "reference", "memory", "aa_memory")
     unknown = [s for s in sections if s not in ("motion", "reference", "memory")]
     if unknown:
         p.error(f"unknown sections {unknown}")

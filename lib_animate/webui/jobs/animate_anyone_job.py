@@ -153,9 +153,8 @@ class AnimateAnyoneJob(VideoJob):
         with torch.no_grad():
             self.image_embeds = encode_reference(models.image_encoder, self.reference).to(device, dtype)
             self.reference_latent = self._encode_reference_latent()
-            pixels = torch.from_numpy(np.stack(self.pose_clip.frames)).permute(0, 3, 1, 2)
-            pixels = pixels.to(device=device, dtype=dtype) / 255.0
-            self.pose = PoseFeatures(models.pose_guider.encode(pixels, chunk_frames=16))
+            # on the host, one window's frames at a time on the device (memory flat in the frames)
+            self.pose = PoseFeatures.encode(models.pose_guider, self.pose_clip.frames, device, dtype)
         self.reference_net = ReferenceNet(models.reference_unet, torch.float16 if self.settings.reference_fp16 else None)
 
         self.model_state = ModelState(p.sd_model)
