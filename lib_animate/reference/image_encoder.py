@@ -97,8 +97,11 @@ def preprocess_reference(image) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_reference(encoder, image) -> torch.Tensor:
-    """The cross-attention context of the conditional rows: ``(1, 1, D)`` image embedding."""
+def encode_reference(encoder, image, device=None) -> torch.Tensor:
+    """The cross-attention context of the conditional rows: ``(1, 1, D)`` image embedding.
+
+    ``device``: where the encoder runs (default: where its weights are; a low-VRAM hook may move
+    them there when it is called)."""
     param = next(encoder.parameters())
-    pixels = preprocess_reference(image).to(device=param.device, dtype=param.dtype)
+    pixels = preprocess_reference(image).to(device=device or param.device, dtype=param.dtype)
     return encoder(pixel_values=pixels).image_embeds.unsqueeze(1)

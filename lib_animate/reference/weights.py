@@ -99,10 +99,20 @@ def load_unet(path: str, with_output: bool, dtype: Optional[torch.dtype] = None,
     return _materialize(unet, converted, dtype)
 
 
+def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in a contiguous, 64-byte-aligned storage of its own (torch's allocator gives that).
+    safetensors' CPU tensors sit at 8-byte-aligned addresses, and CPU kernels pick their code path by
+    alignment, rounding the last bit differently: a UNet read from the converted cache gave videos
+    that differed (by one level in a few pixels) from the freshly converted one."""
+    exact = tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    if tensor.is_contiguous() and tensor.storage_offset() == 0 and exact and tensor.data_ptr() % 64 == 0:
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
+
+
 def _materialize(unet: nn.Module, weights: Dict[str, torch.Tensor], dtype: Optional[torch.dtype]) -> nn.Module:
     """Put ``weights`` into a meta-device ``unet`` (strict), in ``dtype`` if given."""
-    if dtype is not None:
-        weights = {k: v.to(dtype) for k, v in weights.items()}
+    weights = {k: _own_storage(v.to(dtype) if dtype is not None else v) for k, v in weights.items()}
     unet.load_state_dict(weights, strict=True, assign=True)
     still_meta = [name for name, p in unet.state_dict().items() if p.is_meta]
     if still_meta:

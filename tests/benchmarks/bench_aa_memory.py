@@ -123,7 +123,6 @@ def measure(cfg: RefConfig, frame_counts: Sequence[int] = FRAME_COUNTS, log=prin
         del x, context
         entry["seconds"] = time.perf_counter() - started
         rows[frames] = entry
-        del pose, bank
     result: Dict[str, object] = {"window": WINDOW, "overlap": OVERLAP, "frames": rows}
     if cuda:
         first, last = rows[min(rows)], rows[max(rows)]

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_NAME = "sd-webui-animate-anyone"
 FAILURE_INJECTION_EXTENSION = REPO_ROOT / "tests" / "support" / "failure_injection"
+LOWVRAM_PROBE_EXTENSION = REPO_ROOT / "tests" / "support" / "lowvram_probe"
 CHECKPOINT_NAME = "tiny-sd15"
 CLIP_REPO = "openai/clip-vit-large-patch14"
 EXPECTED_COMMIT = "82a973c04367123ae98bd9abdf80d9eda9b910e2"  # v1.10.1
@@ -197,6 +198,8 @@ def prepare_data_dir(checkout, data_dir, cache_dir=None, controlnet=None):
     _link(REPO_ROOT, extension_link)
     # test-only: a marker in the prompt makes a sampling step raise (tests/support/failure_injection)
     _link(FAILURE_INJECTION_EXTENSION, data_dir / "extensions" / "zz-test-failure-injection")
+    # test-only: records what the --medvram / --lowvram policy moves (tests/support/lowvram_probe)
+    _link(LOWVRAM_PROBE_EXTENSION, data_dir / "extensions" / "zz-test-lowvram-probe")
     if controlnet is not None:
         from tests.support import controlnet_files  # test venv only (torch)
 

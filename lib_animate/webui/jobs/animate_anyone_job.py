@@ -31,7 +31,7 @@ from ...reference.pose_features import PoseFeatures
 from ...reference.reference_attention import ReferenceNet, without_memory_efficient_sdpa
 from ...reference.sampling_pass import animate_anyone_pass
 from ...sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
-from . import aa_sampler
+from . import aa_sampler, low_vram
 from ..api import infotext
 from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip
 from ..api.args import AA_DDIM
@@ -142,7 +142,8 @@ class AnimateAnyoneJob(VideoJob):
         device = shared.device
         dtype = devices.dtype_unet
         self._hold_cache()
-        self.weights = self.environment.cache.animate_anyone(self.settings.weights_dir, device, dtype)
+        # in the low-VRAM modes the weights load to the CPU and the webui's policy moves them (low_vram.py)
+        self.weights = self.environment.cache.animate_anyone(self.settings.weights_dir, low_vram.weights_device(p.sd_model), dtype)
         models = self.weights.models
         motion = self.weights.motion_model
         check_compatible(models.denoising_unet, motion)
@@ -150,8 +151,8 @@ class AnimateAnyoneJob(VideoJob):
                                        motion.max_frames, "motion_module.pth")
         self._prepare_motion()
 
-        with torch.no_grad():
-            self.image_embeds = encode_reference(models.image_encoder, self.reference).to(device, dtype)
+        with torch.no_grad(), low_vram.modules_on_device_while_running([models.image_encoder, models.pose_guider], p.sd_model):
+            self.image_embeds = encode_reference(models.image_encoder, self.reference, device).to(device, dtype)
             self.reference_latent = self._encode_reference_latent()
             # on the host, one window's frames at a time on the device (memory flat in the frames)
             self.pose = PoseFeatures.encode(models.pose_guider, self.pose_clip.frames, device, dtype)
@@ -187,6 +188,7 @@ class AnimateAnyoneJob(VideoJob):
         stack.callback(self.model_state.unswap_unet)
         stack.enter_context(inject(unet, self.weights.motion_model, self.window.length, self.layout, scale=self.motion_scale))
         self._compile_motion_modules(stack, self.weights.motion_model)
+        stack.enter_context(low_vram.job_unets(self.p.sd_model, swapped_unet=unet, reference_unet=self.reference_net.unet))
         stack.enter_context(animate_anyone_pass(unet, self.reference_net, self.reference_latent, self.image_embeds,
                                                 self.layout, self.pose, fast_reference_attention=self._fast_reference(),
                                                 sdpa_context=self._sdpa_context()))

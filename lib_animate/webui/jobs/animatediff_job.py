@@ -17,7 +17,7 @@ from ...sampling.encode_chunks import chunked_encode
 from ...sampling.img2vid import blend_init_latents, img2vid_weights
 from ...sampling.prompt_travel import PromptTravel, is_travel_prompt, parse_travel_prompt
 from ..api import infotext
-from . import video_inputs
+from . import low_vram, video_inputs
 from .aa_inputs import PixelBudget, decode_image
 from ..controlnet.controlnet_bridge import ControlBridge
 from ..errors import RequestError
@@ -68,9 +68,9 @@ class AnimateDiffJob(VideoJob):
         library = self.environment.library(self.settings)
         self.motion_module_name, path = library.module_path(args.motion_module)
         unet = p.sd_model.model.diffusion_model
-        device = next(unet.parameters()).device
         self._hold_cache()
-        self.motion_model = self.environment.cache.motion_module(path, device, devices.dtype_unet)
+        # the CPU in the low-VRAM modes: the motion modules move with the UNet's blocks (low_vram.py)
+        self.motion_model = self.environment.cache.motion_module(path, low_vram.weights_device(p.sd_model), devices.dtype_unet)
         check_compatible(unet, self.motion_model)
         length = self._context_windows(args.context_length or self.motion_model.max_frames,
                                        self.motion_model.max_frames, self.motion_model.name)
@@ -133,6 +133,7 @@ class AnimateDiffJob(VideoJob):
         unet = self.p.sd_model.model.diffusion_model
         stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout, scale=self.motion_scale))
         self._compile_motion_modules(stack, self.motion_model)
+        stack.enter_context(low_vram.job_unets(self.p.sd_model))
         if self.loras:
             stack.enter_context(apply_motion_loras(self.motion_model, self.loras))
         self._capture_controlnet(stack, unet)
@@ -141,13 +142,11 @@ class AnimateDiffJob(VideoJob):
 
     def _capture_controlnet(self, stack: ExitStack, unet) -> None:
         """sd-webui-controlnet's process() has run: take over its per-frame hints for our UNet calls."""
-        from modules import shared
-
         plan = self.inputs.plan if self.inputs is not None else None
         if plan is None:
             return
-        low_vram = bool(getattr(shared.cmd_opts, "lowvram", False) or getattr(shared.cmd_opts, "medvram", False))
-        self.bridge = ControlBridge.capture(plan.script, unet, self.frames, self.inputs.expected_units, keep_on_cpu=low_vram)
+        self.bridge = ControlBridge.capture(plan.script, unet, self.frames, self.inputs.expected_units,
+                                           keep_on_cpu=low_vram.mode(self.p.sd_model) is not None)
         stack.callback(setattr, self, "bridge", None)
         stack.callback(self.bridge.restore)
         if self.args.control_maps and not self.control_clips:

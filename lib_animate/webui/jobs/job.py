@@ -445,10 +445,9 @@ class VideoJob:
         return {} if status is None else {"compiled": status.active, "compile_fallback": status.fallback}
 
     def _offload_cached_weights_if_needed(self) -> bool:
-        from modules import shared
+        from . import low_vram
 
-        low_vram = getattr(shared.cmd_opts, "lowvram", False) or getattr(shared.cmd_opts, "medvram", False)
-        return self.settings is not None and (low_vram or not self.settings.keep_in_vram)
+        return self.settings is not None and (low_vram.mode(self.p.sd_model) is not None or not self.settings.keep_in_vram)
 
     # --- outputs ------------------------------------------------------------------------------------
 
