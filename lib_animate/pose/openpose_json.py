@@ -197,3 +197,26 @@ def _is_number(v: Any) -> bool:
 def _kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}
     return names.get(type(value), type(value).__name__)
+
+
+def to_pose_json(frames: Sequence[PoseFrame], canvas_size: Optional[Tuple[int, int]] = None) -> List[dict]:
+    """Frames as OpenPose / ControlNet JSON objects (a list, one per frame): pixel coordinates of
+    ``canvas_width`` x ``canvas_height`` (each frame's own canvas, else ``canvas_size``), hidden
+    points as ``0, 0, 0``; :func:`parse_pose_json` reads them back."""
+    out = []
+    for index, frame in enumerate(frames):
+        canvas = frame.canvas_size or canvas_size
+        if canvas is None:
+            raise ValueError(f"pose frame {index} has no canvas size; give canvas_size")
+        scale = np.array([canvas[0], canvas[1], 1.0])
+        people = []
+        for person in frame.people:
+            entry = {}
+            for name, part in ((BODY_FIELD, person.body), (LEFT_HAND_FIELD, person.left_hand),
+                               (RIGHT_HAND_FIELD, person.right_hand), (FACE_FIELD, person.face)):
+                if part is not None:
+                    shown = (part[:, 2] > 0)[:, None]
+                    entry[name] = [float(v) for v in np.where(shown, part * scale, 0.0).reshape(-1)]
+            people.append(entry)
+        out.append({"canvas_width": int(canvas[0]), "canvas_height": int(canvas[1]), "people": people})
+    return out
