@@ -220,7 +220,7 @@ def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayou
         def with_reference(normed):
             if kv is not None:
                 return _attend_fast(block.attn1, normed, kv, sdpa_context)
-            return _attend_with_reference(block, normed, bank.tokens(path).to(device=normed.device, dtype=normed.dtype))
+            return attend_with_reference(block, normed, bank.tokens(path).to(device=normed.device, dtype=normed.dtype))
 
         def attending_body(x, context=None):
             rows = x.shape[0]
@@ -264,8 +264,9 @@ def _put(out: torch.Tensor, rows: RowSelection, values: torch.Tensor) -> None:
         out.index_copy_(0, rows, values)
 
 
-def _attend_with_reference(block, normed: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    # keys/values: the row's own tokens, then the reference tokens (one bank for all frames)
+def attend_with_reference(block, normed: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``block.attn1`` with keys/values of the row's own tokens followed by the reference tokens
+    ``(1, tokens, channels)``, the same for every row (the installed attention function computes it)."""
     tokens = torch.cat([normed, reference.expand(normed.shape[0], -1, -1)], dim=1)
     return block.attn1(normed, context=tokens)
 
