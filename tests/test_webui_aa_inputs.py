@@ -177,3 +177,53 @@ def test_person_video_without_dwpose_files_lists_where_it_looked(tmp_path, monke
     # the same video as rendered skeletons is not detected at all
     clip = load_pose_clip(args(pose_video=person, pose_source="skeleton"), 48, 64, limits)
     assert len(clip.frames) == 3
+
+
+# --- retargeting -----------------------------------------------------------------------------------
+
+def _reference_json(arm_scale=0.6, leg_scale=1.3):
+    """pose_json's first frame with shorter arms and longer legs (normalized, on a 48 x 64 image)."""
+    body = np.array(pose_json(1)[0]["people"][0]["pose_keypoints_2d"], dtype=float).reshape(18, 3)
+    out = body.copy()
+    for parent, child, scale in ((1, 2, 1), (2, 3, arm_scale), (3, 4, arm_scale), (1, 5, 1), (5, 6, arm_scale),
+                                 (6, 7, arm_scale), (1, 8, 1), (8, 9, leg_scale), (9, 10, leg_scale), (1, 11, 1),
+                                 (11, 12, leg_scale), (12, 13, leg_scale)):
+        out[child, :2] = out[parent, :2] + scale * (body[child, :2] - body[parent, :2])
+    return {"canvas_width": 48, "canvas_height": 64, "people": [{"pose_keypoints_2d": out.reshape(-1).tolist()}]}
+
+
+def test_retargeted_pose_json_takes_the_references_proportions():
+    from lib_animate.pose.retarget import retarget
+    from lib_animate.webui.jobs.aa_inputs import reference_keypoints
+
+    reference = Image.new("RGB", (48, 64))
+    fields = dict(pose_json=pose_json(4), retarget=True, reference_pose_json=_reference_json())
+    target = reference_keypoints(args(**fields), reference, LIMITS)
+    assert target.canvas == (48, 64)
+    clip = load_pose_clip(args(**fields), 48, 64, LIMITS, retarget_to=target)
+    plain = load_pose_clip(args(pose_json=pose_json(4)), 48, 64, LIMITS)
+    assert len(clip.frames) == len(plain.frames) == 4
+    assert not np.array_equal(clip.frames[0], plain.frames[0])
+    expected, _ = retarget(parse_pose_json(pose_json(4), canvas_size=(48, 64)), target.person, (48, 64), (48, 64), "resize")
+    assert np.array_equal(clip.frames[2], render_pose(expected[2], 48, 64))
+
+
+def test_retargeting_without_keypoints_is_refused(tmp_path, monkeypatch):
+    from lib_animate.webui.jobs.aa_inputs import RetargetTo, reference_keypoints
+
+    target = RetargetTo(parse_pose_json([_reference_json()])[0].people[0], (48, 64))
+    video = encode_video(skeletons(3), "mp4", EncodeOptions(fps=8))
+    with pytest.raises(InvalidInputError, match="'retarget' needs keypoints to move: give the poses as 'pose_json'"):
+        load_pose_clip(args(pose_video=video, retarget=True), 48, 64, LIMITS, retarget_to=target)
+    with pytest.raises(InvalidInputError, match="'retarget' needs keypoints to move"):
+        load_pose_clip(args(pose_frames=[png_bytes(Image.fromarray(s)) for s in skeletons(2)], retarget=True), 48, 64,
+                       LIMITS, retarget_to=target)
+    # no reference keypoints: neither reference_pose_json nor DWPose files -> both options named
+    monkeypatch.delenv("ANIMATE_DWPOSE_DIR", raising=False)
+    limits = PoseLimits(max_frames=10, dwpose_dir=str(tmp_path / "dwpose"), webui_root=str(tmp_path / "webui"))
+    with pytest.raises(InvalidInputError, match="give 'reference_pose_json', or put the DWPose files") as info:
+        reference_keypoints(args(pose_json=pose_json(2), retarget=True), Image.new("RGB", (48, 64)), limits)
+    assert "yolox_l.onnx" in str(info.value)
+    with pytest.raises(InvalidInputError, match="'reference_pose_json' holds no person"):
+        reference_keypoints(args(pose_json=pose_json(2), retarget=True, reference_pose_json={"people": []}),
+                            Image.new("RGB", (48, 64)), LIMITS)

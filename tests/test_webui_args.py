@@ -277,3 +277,35 @@ def test_infotexts_from_before_the_schedule_had_a_name_restore_what_ran():
     restored = pasted_fields({KEY: text})
     assert (restored["context_schedule"], restored["closed_loop"], restored["fusion"]) == ("reference", True, "flat")
     assert parse_args({**restored, "mode": "animate_anyone"}).context_schedule == "reference"  # pastes back consistently
+
+
+# --- the character option ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values, message", [
+    ({"character": True, "pose_json": [{"people": []}]}, "'character' needs 'reference_image'"),
+    ({"character": True, "reference_image": "AAAA"}, "'character' needs a pose input"),
+    ({"character": True, "reference_image": "AAAA", "pose_json": [{"people": []}], "control_video": "AAAA"},
+     "'character' feeds its pose input to the ControlNet units.*'control_video' cannot be given too"),
+    ({"pose_json": [{"people": []}]}, "'pose_json' belong to the Animate Anyone mode or to the AnimateDiff mode's character option"),
+    ({"reference_image": "AAAA", "retarget": True}, "'reference_image', 'retarget' belong to"),
+    ({"mode": "animate_anyone", "character": True}, "'character' is an option of the AnimateDiff mode"),
+    ({"style_fidelity": 1.5}, "'style_fidelity' must be at most 1"),
+    ({"reference_strength": -0.1}, "'reference_strength' must be at least 0"),
+    ({"reference_noise": "always"}, "'reference_noise' must be one of 'step', 'clean'"),
+])
+def test_the_character_options_inputs_are_checked_together(values, message):
+    with pytest.raises(InvalidInputError, match=message):
+        parse_args(values)
+
+
+def test_the_character_options_fields_are_in_the_infotext_only_where_they_shape_the_video():
+    character = parse_args({"character": True, "reference_image": "AAAA", "pose_json": [{"people": []}], "fit": "letterbox",
+                            "retarget": True, "reference_pose_json": [{"people": []}]})
+    data = character.as_infotext_dict()
+    assert data["character"] is True and data["fit"] == "letterbox" and data["retarget"] is True and "sampler" not in data
+    assert data["reference_strength"] == 1.0 and data["style_fidelity"] == 0.5 and data["reference_noise"] == "step"
+    assert "reference_pose_json" not in data and "pose_json" not in data
+    plain = parse_args({}).as_infotext_dict()
+    assert not {"character", "reference_strength", "fit", "retarget"} & set(plain)
+    animate_anyone = parse_args({"mode": "animate_anyone"}).as_infotext_dict()
+    assert "retarget" in animate_anyone and "character" not in animate_anyone

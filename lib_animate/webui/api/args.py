@@ -25,6 +25,7 @@ FUSIONS = ("pyramid", "flat")
 INTERPOLATIONS = ("slerp", "lerp")
 FITS = ("resize", "letterbox")
 POSE_SOURCES = ("auto", "skeleton", "person")
+REFERENCE_NOISES = ("step", "clean")
 AA_DDIM = "animate_anyone_ddim"
 MAX_FRAMES = 1024  # a safety cap on one video; context windows keep memory flat below it
 
@@ -84,6 +85,14 @@ class AnimateArgs:
     draw_face: bool = True
     draw_hands: bool = True
     sampler: str = AA_DDIM
+    retarget: bool = False  # the driving poses take the reference's body proportions (both modes)
+    reference_pose_json: Any = None  # the reference's keypoints for retargeting (else DWPose on the reference)
+    # AnimateDiff mode's character option: the user's checkpoint takes the look of reference_image
+    # (reference attention from the loaded UNet) and the moves of the pose input (an OpenPose unit)
+    character: bool = False
+    reference_strength: float = 1.0  # 0 = no reference pass at all
+    style_fidelity: float = 0.5  # uncond rows: this much plain attention, the rest reference attention
+    reference_noise: str = "step"  # "step": the reference noised to every evaluation's sigma; "clean": once at sigma 0
     # ControlNet video bridge (AnimateDiff mode): per-frame inputs for sd-webui-controlnet's units
     control_video: Any = None  # base64 string (API) or bytes (UI upload) of a video
     control_video_path: str = ""  # a video file on the server (only where the webui allows server paths)
@@ -102,6 +111,9 @@ class AnimateArgs:
     def as_infotext_dict(self) -> Dict[str, Any]:
         """Every setting of this mode that shapes the result (images and videos are not repeated)."""
         other_mode = _ANIMATE_ANYONE_ONLY if self.mode == "animatediff" else _ANIMATEDIFF_ONLY
+        if self.mode == "animatediff":
+            # the character option's pose settings shape the result too; without it, its own fields do not
+            other_mode = tuple(f for f in other_mode if f not in _POSE_SETTINGS) if self.character else other_mode + _CHARACTER
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -115,15 +127,18 @@ class AnimateArgs:
 
 CONTROL_INPUTS = ("control_video", "control_video_path", "control_frames", "control_frames_dir", "control_pose_json")
 _NOT_IN_INFOTEXT = ("enable", "last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "given",
+                    "reference_pose_json",
                     "control_masks_dir", "init_video", "compat") + CONTROL_INPUTS
 _OMITTED_WHEN_NONE = ("prompt_travel_loop",)
 POSE_INPUTS = ("pose_video", "pose_frames", "pose_json")
+_POSE_SETTINGS = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "retarget")
+_CHARACTER = ("character", "reference_strength", "style_fidelity", "reference_noise")
+_ANIMATE_ANYONE_ONLY = _POSE_SETTINGS + ("sampler",)
 _ANIMATEDIFF_ONLY = ("motion_module", "noise_schedule", "motion_loras", "prompt_interpolation", "prompt_travel_loop",
                      "freeinit_iterations", "freeinit_filter", "freeinit_spatial", "freeinit_temporal", "freeinit_order",
                      "freeinit_all_passes",
                      "init_strength", "latent_power", "latent_scale", "latent_power_last", "latent_scale_last",
-                     "control_stride", "control_maps")
-_ANIMATE_ANYONE_ONLY = ("pose_source", "pose_stride", "pose_fps", "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler")
+                     "control_stride", "control_maps") + _CHARACTER
 
 
 def field_names() -> Tuple[str, ...]:
@@ -288,6 +303,12 @@ _VALIDATORS = {
     "draw_face": _bool,
     "draw_hands": _bool,
     "sampler": _string,  # a webui sampler name or animate_anyone_ddim, checked by the job
+    "retarget": _bool,
+    "reference_pose_json": lambda n, v: v,  # parsed by lib_animate.pose
+    "character": _bool,
+    "reference_strength": lambda n, v: _number(n, v, 0.0, 2.0),
+    "style_fidelity": lambda n, v: _number(n, v, 0.0, 1.0),
+    "reference_noise": lambda n, v: _choice(n, v, REFERENCE_NOISES),
     "control_video": lambda n, v: _data(n, v),
     "control_video_path": _string,
     "control_frames": _optional_list,
@@ -323,10 +344,37 @@ _PINNING_DEFAULTS = {"init_strength": 1.0, "latent_power": 1.0, "latent_scale": 
                      "latent_scale_last": 32.0}
 
 
+def _check_character(args: "AnimateArgs") -> None:
+    """The character option's inputs: which fields go with which mode and option."""
+    poses = pose_inputs_given(args)
+    if args.mode == "animate_anyone":
+        if args.character:
+            raise InvalidInputError("'character' is an option of the AnimateDiff mode; the Animate Anyone mode always animates "
+                                    "its reference image")
+        return
+    if args.character:
+        if not _given(args, ("reference_image",)):
+            raise InvalidInputError("'character' needs 'reference_image': the character whose look the video takes")
+        if not poses:
+            raise InvalidInputError("'character' needs a pose input: 'pose_video', 'pose_frames' or 'pose_json' (the moves, "
+                                    "given to an OpenPose ControlNet unit)")
+        controls = control_inputs_given(args)
+        if controls:
+            raise InvalidInputError(f"'character' feeds its pose input to the ControlNet units as their control source, so "
+                                    f"'{controls[0]}' cannot be given too; send the poses as 'pose_video', 'pose_frames' or 'pose_json'")
+        return
+    used = poses + _given(args, ("reference_image", "reference_pose_json")) + tuple(
+        name for name in ("retarget",) if getattr(args, name))
+    if used:
+        raise InvalidInputError(f"{', '.join(repr(u) for u in used)} belong to the Animate Anyone mode or to the AnimateDiff "
+                                f"mode's character option: set 'mode': 'animate_anyone', or 'character': true")
+
+
 def _check_video_inputs(args: "AnimateArgs") -> None:
     controls = control_inputs_given(args)
     if len(controls) > 1:
         raise InvalidInputError(f"several control sources at once ({', '.join(controls)}); give at most one of them")
+    _check_character(args)
     if args.mode != "animatediff":
         used = controls + _given(args, ("control_masks_dir", "init_video"))
         if used:

@@ -10,12 +10,14 @@ import base64
 import binascii
 import io
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ...errors import InvalidInputError
+from ...errors import AnimateError, InvalidInputError
 from ...pose import PoseClip, RenderOptions, parse_pose_json, placement, prepare_pose_video, render_pose_sequence
+from ...pose.keypoints import Person
+from ...pose.retarget import retarget
 from ...video.decode import DEFAULT_MAX_TOTAL_PIXELS as MAX_TOTAL_PIXELS
 from ..api.args import AnimateArgs, pose_inputs_given
 
@@ -128,18 +130,61 @@ def looks_like_skeleton(frames: List[np.ndarray]) -> bool:
     return float(np.mean(dark)) >= SKELETON_DARK_FRACTION
 
 
-def load_pose_clip(args: AnimateArgs, width: int, height: int, limits: PoseLimits, decode_base64=None, progress=None) -> PoseClip:
-    """The skeleton frames the pose guider will see (after stride, fps and max frames), at W x H."""
+@dataclass
+class RetargetTo:
+    """The reference's body for retargeting: its keypoints and the canvas they were measured on."""
+
+    person: Person
+    canvas: Optional[Tuple[int, int]]
+
+
+def reference_keypoints(args: AnimateArgs, reference, limits: PoseLimits) -> RetargetTo:
+    """The reference's keypoints for 'retarget': ``reference_pose_json`` (its first frame's top
+    person), else DWPose on the reference image (when its files are on disk)."""
+    if args.reference_pose_json not in (None, "", []):
+        try:
+            frames = parse_pose_json(args.reference_pose_json, canvas_size=reference.size)
+        except InvalidInputError as e:
+            raise InvalidInputError(f"'reference_pose_json': {e}") from e
+        person = frames[0].top_person() if frames else None
+        if person is None:
+            raise InvalidInputError("'reference_pose_json' holds no person")
+        return RetargetTo(person, frames[0].canvas_size or reference.size)
+    try:
+        poses = _detect([np.asarray(reference.convert("RGB"))], limits, None)
+    except AnimateError as e:  # no DWPose files (WeightsFileError), no onnxruntime, ...
+        raise InvalidInputError(f"'retarget' needs the reference's keypoints: give 'reference_pose_json', or put the "
+                                f"DWPose files where they can be found to detect them on the reference image ({e})") from e
+    person = poses[0].top_person() if poses else None
+    if person is None:
+        raise InvalidInputError("'retarget': DWPose found no person on the reference image; give 'reference_pose_json'")
+    return RetargetTo(person, reference.size)
+
+
+def load_pose_clip(args: AnimateArgs, width: int, height: int, limits: PoseLimits, decode_base64=None, progress=None,
+                   retarget_to: Optional[RetargetTo] = None) -> PoseClip:
+    """The skeleton frames the pose guider (or an OpenPose unit) will see (after stride, fps and max
+    frames), at W x H; with ``retarget_to`` the poses take that body's proportions first."""
     given = pose_inputs_given(args)
     try:
-        return _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
+        return _load_pose_clip(args, given, width, height, limits, decode_base64, progress, retarget_to)
     except InvalidInputError as e:
         if len(given) == 1 and not str(e).startswith(("'", "no pose input", "several pose inputs")):
             raise InvalidInputError(f"'{given[0]}': {e}") from e
         raise
 
 
-def _load_pose_clip(args, given, width, height, limits, decode_base64, progress) -> PoseClip:
+def _retargeted(poses, retarget_to: Optional[RetargetTo], width: int, height: int, fit: str):
+    if retarget_to is None:
+        return poses
+    return retarget(poses, retarget_to.person, retarget_to.canvas, (width, height), fit)[0]
+
+
+_NO_KEYPOINTS = ("'retarget' needs keypoints to move: give the poses as 'pose_json', or a video of a person with "
+                 "'pose_source' 'person' (detected with DWPose); rendered skeleton frames have none")
+
+
+def _load_pose_clip(args, given, width, height, limits, decode_base64, progress, retarget_to=None) -> PoseClip:
     if not given:
         raise InvalidInputError("no pose input: give exactly one of 'pose_video', 'pose_frames' or 'pose_json'")
     if len(given) > 1:
@@ -161,11 +206,15 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
         fps = video.fps
         _check_length(len(frames), explicit, limits, "pose video")
         if args.pose_source == "person" or (args.pose_source == "auto" and not looks_like_skeleton(frames)):
-            poses = _detect(frames, limits, progress)
+            poses = _retargeted(_detect(frames, limits, progress), retarget_to, width, height, args.fit)
             clip = render_pose_sequence(poses, fps, width, height, fit=args.fit, options=options)
+        elif retarget_to is not None:
+            raise InvalidInputError(_NO_KEYPOINTS)
         else:
             clip = prepare_pose_video(frames, fps, width, height, fit=args.fit)
     elif given[0] == "pose_frames":
+        if retarget_to is not None:
+            raise InvalidInputError(_NO_KEYPOINTS)
         items = list(args.pose_frames)
         # Decode only the images that can make it into the clip: stride and fps resampling pick
         # from the start, at most ``budget`` frames. More than that without pose_max_frames is
@@ -179,7 +228,7 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress)
                                   target_fps=target_fps, max_frames=budget)
         _check_length(len(clip.frames), explicit, limits, "pose frame list")
     else:
-        poses = parse_pose_json(args.pose_json, canvas_size=(width, height))
+        poses = _retargeted(parse_pose_json(args.pose_json, canvas_size=(width, height)), retarget_to, width, height, args.fit)
         clip = render_pose_sequence(poses, fps, width, height, fit=args.fit, stride=args.pose_stride,
                                     target_fps=target_fps, max_frames=budget, options=options)
         _check_length(len(clip.frames), explicit, limits, "pose JSON")

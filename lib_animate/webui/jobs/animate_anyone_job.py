@@ -33,7 +33,7 @@ from ...reference.sampling_pass import animate_anyone_pass
 from ...sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
 from . import aa_sampler, low_vram
 from ..api import infotext
-from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip
+from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip, reference_keypoints
 from ..api.args import AA_DDIM
 from ..controlnet.controlnet_units import enabled_unit_numbers
 from ..errors import RequestError
@@ -114,7 +114,9 @@ class AnimateAnyoneJob(VideoJob):
                 )
         self.reference = decode_image(args.reference_image, "reference_image", decode_base64_to_image)
         width, height = latent_pixel_size(p)
-        self.pose_clip = load_pose_clip(args, width, height, pose_limits(self.settings), decode_base64_to_image)
+        limits = pose_limits(self.settings)
+        retarget_to = reference_keypoints(args, self.reference, limits) if args.retarget else None
+        self.pose_clip = load_pose_clip(args, width, height, limits, decode_base64_to_image, retarget_to=retarget_to)
         self.layout.set_frames(self.frames)
         self._choose_sampler()
 
