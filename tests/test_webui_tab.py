@@ -31,7 +31,8 @@ def values(**overrides):
     base = dict(reference_image=None, pose_video=None, pose_frames=None, pose_json=None, pose_source="auto",
                 fit="resize", pose_stride=1, pose_fps=0, pose_max_frames=0, draw_face=True, draw_hands=True,
                 width=64, height=96, fps=0, steps=25, cfg_scale=3.5, seed=-1, sampler="animate_anyone_ddim", loop=0,
-                formats=["MP4"], pingpong=False, context_length=0, context_overlap=4, context_schedule="reference")
+                formats=["MP4"], pingpong=False, context_length=0, context_overlap=4, context_schedule="reference",
+                retarget=False, reference_pose_json=None)
     base.update(overrides)
     assert set(base) == set(inputs.TAB_FIELDS)
     return base

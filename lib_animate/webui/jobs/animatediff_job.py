@@ -18,6 +18,7 @@ from ...sampling.img2vid import blend_init_latents, img2vid_weights
 from ...sampling.prompt_travel import PromptTravel, is_travel_prompt, parse_travel_prompt
 from ..api import infotext
 from . import low_vram, video_inputs
+from .character import Character
 from .aa_inputs import PixelBudget, decode_image
 from ..controlnet.controlnet_bridge import ControlBridge
 from ..errors import RequestError
@@ -38,6 +39,7 @@ class AnimateDiffJob(VideoJob):
         self.inputs: Optional[video_inputs.VideoInputs] = None
         self.bridge: Optional[ControlBridge] = None
         self.control_clips: List[Tuple[str, list]] = []  # control_maps: each per-frame unit's hints as a video
+        self.character: Optional[Character] = None  # the character option (reference image + poses)
 
     @property
     def vid2vid(self) -> bool:
@@ -50,10 +52,21 @@ class AnimateDiffJob(VideoJob):
         from modules import shared
         from modules.api.api import decode_base64_to_image
 
+        pose_frames = None
+        if self.args.character:
+            from .animate_anyone_job import pose_limits
+
+            if self.is_img2img:
+                raise RequestError("the character option runs in txt2img (the reference image is its own field); use the "
+                                   "txt2img tab or /sdapi/v1/txt2img")
+            self.character = Character(self.p, self.args, self.settings, self.layout)
+            pose_frames = self.character.load_inputs(pose_limits(self.settings), decode_base64_to_image)
         self.inputs = video_inputs.prepare(
             self.p, self.args, self.settings.max_pose_frames, server_paths=not getattr(shared.cmd_opts, "hide_ui_dir_config", False),
-            is_img2img=self.is_img2img, decode_base64=decode_base64_to_image,
+            is_img2img=self.is_img2img, decode_base64=decode_base64_to_image, pose_frames=pose_frames,
         )
+        if self.character is not None:
+            Character.check_plan(self.inputs.plan)
         if self.args.compat is not None:  # an sd-webui-animatediff payload: its frame-count rules
             self.args = self.args.compat.resolve(self.args, self.args.frames)
 
@@ -90,6 +103,8 @@ class AnimateDiffJob(VideoJob):
         if args.noise_schedule == "motion_module":
             self.model_state.set_schedule(noise_schedule(self.motion_model).alphas_cumprod())
 
+        if self.character is not None:
+            self.character.prepare()
         p.extra_generation_params[infotext.KEY] = infotext.encode(
             args, {"motion_module": self.motion_module_name, "motion_module_version": self.motion_model.version, "context_length": length}
         )
@@ -131,12 +146,14 @@ class AnimateDiffJob(VideoJob):
 
     def _sampling(self, stack: ExitStack) -> None:
         unet = self.p.sd_model.model.diffusion_model
-        stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout, scale=self.motion_scale))
+        injection = stack.enter_context(inject(unet, self.motion_model, self.window.length, self.layout, scale=self.motion_scale))
         self._compile_motion_modules(stack, self.motion_model)
         stack.enter_context(low_vram.job_unets(self.p.sd_model))
         if self.loras:
             stack.enter_context(apply_motion_loras(self.motion_model, self.loras))
         self._capture_controlnet(stack, unet)
+        if self.character is not None:
+            self.character.sampling(stack, unet, injection)
         if self.is_img2img and not self.vid2vid:
             self._blend_init_latent()
 
@@ -170,6 +187,9 @@ class AnimateDiffJob(VideoJob):
         return clips
 
     def _on_unet_call(self, frame_indices, roles, kwargs, x) -> None:
+        self.layout.set_roles(roles)
+        if self.character is not None:
+            self.character.before_unet_call(x)
         if self.bridge is not None:
             self.bridge.on_unet_call(frame_indices, len(roles), x)
 
@@ -181,6 +201,8 @@ class AnimateDiffJob(VideoJob):
         super().on_cfg_denoiser(params)
         if self.travel is not None:
             params.text_cond = self.travel.conds(params.text_cond)
+        if self.character is not None:
+            self.character.on_cfg_denoiser(params)
 
     def _blend_init_latent(self) -> None:
         """First frame pinned to the init image (and the last to last_frame), fading into noise."""
@@ -234,6 +256,8 @@ class AnimateDiffJob(VideoJob):
                                          for u in plan.units]
         if self.vid2vid:
             extra["init_video_frames"] = len(self.inputs.init_images)
+        if self.character is not None:
+            extra.update(self.character.info())
         return extra
 
     def _video_infotext(self, index: int, iteration: int) -> str:

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ...errors import AnimateError
+from ...video.frame_files import write_frames
 from ..api.args import MAX_FRAMES, AnimateArgs, control_inputs_given, has_init_video
 from ..controlnet.control_sources import FrameSource, SourceLimits, check_server_path, control_source, mask_files, read_video_frames
 from ..controlnet.controlnet_units import (ControlPlan, VideoRequest, check_lengths, configure_per_frame, find_script, is_inpaint,
                                plan_units)
 from ..errors import RequestError
 from ..scratch import scratch_folder
+
+POSE_SOURCE_NAME = "the character's pose input"
 
 
 class _Scratch:
@@ -62,18 +65,21 @@ class VideoInputs:
         self.scratch.remove()
 
 
-def prepare(p, args: AnimateArgs, max_frames: int, server_paths: bool, is_img2img: bool, decode_base64=None) -> VideoInputs:
-    """Decode, plan and size the job's per-frame inputs (see the module doc); sets ``args.frames``."""
+def prepare(p, args: AnimateArgs, max_frames: int, server_paths: bool, is_img2img: bool, decode_base64=None,
+            pose_frames=None) -> VideoInputs:
+    """Decode, plan and size the job's per-frame inputs (see the module doc); sets ``args.frames``.
+    ``pose_frames``: the character option's skeleton frames, the control source of the units without
+    an input of their own."""
     inputs = VideoInputs(frames=args.frames)
     try:
-        _prepare(p, args, inputs, max_frames, server_paths, is_img2img, decode_base64)
+        _prepare(p, args, inputs, max_frames, server_paths, is_img2img, decode_base64, pose_frames)
     except BaseException:
         inputs.cleanup()
         raise
     return inputs
 
 
-def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img, decode_base64) -> None:
+def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img, decode_base64, pose_frames) -> None:
     frames_given = "frames" in args.given
     limits = SourceLimits(max_frames=min(max_frames, MAX_FRAMES), server_paths=server_paths,
                           needed=args.frames if frames_given else None)
@@ -84,6 +90,9 @@ def _prepare(p, args, inputs: VideoInputs, max_frames, server_paths, is_img2img,
                            f"is not installed or not enabled")
 
     control = control_source(args, inputs.scratch.sub, p.width, p.height, limits, decode_base64)
+    if pose_frames is not None:
+        frames = list(pose_frames[: limits.needed] if limits.needed else pose_frames)
+        control = FrameSource(POSE_SOURCE_NAME, write_frames(frames, inputs.scratch.sub("pose")), kind="pose")
     init_frames = None
     if has_init_video(args):
         video = read_video_frames(args.init_video, "init_video", args.control_stride, limits)

@@ -9,7 +9,7 @@ import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 from ..api.args import (AA_DDIM, CONTEXT_SCHEDULES, FITS, FORMATS, FREEINIT_FILTERS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS,
-                        NOISE_SCHEDULES, POSE_SOURCES, AnimateArgs)
+                        NOISE_SCHEDULES, POSE_SOURCES, REFERENCE_NOISES, AnimateArgs)
 from ..api.infotext import pasted_fields
 
 MOTION_LORA_ROWS = 3
@@ -25,10 +25,12 @@ _COMMON_FIELDS = (
 )
 _IMG2IMG_FIELDS = ("init_strength", "latent_power", "latent_scale", "last_frame", "latent_power_last", "latent_scale_last",
                    "init_video")
-_UPLOADS = ("last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "control_upload", "init_video")
+_UPLOADS = ("last_frame", "reference_image", "pose_video", "pose_frames", "pose_json", "control_upload", "init_video",
+            "reference_pose_json")
 _ANIMATE_ANYONE_FIELDS = (
     "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "pose_stride", "pose_fps",
-    "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler",
+    "pose_max_frames", "fit", "draw_face", "draw_hands", "sampler", "retarget", "reference_pose_json",
+    "character", "reference_strength", "style_fidelity", "reference_noise",
 )
 
 
@@ -96,6 +98,7 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
     else:
         named["pose_video"] = _read_upload(named.get("pose_video"))
         named["pose_json"] = _read_upload(named.get("pose_json"), as_text=True)
+        named["reference_pose_json"] = _read_upload(named.get("reference_pose_json"), as_text=True)
         frames = named.get("pose_frames") or []
         named["pose_frames"] = [_read_upload(f) for f in frames] if frames else None
         if named.get("mode") == "animate_anyone":
@@ -246,8 +249,26 @@ def _animate_anyone_section(eid, defaults) -> List[Any]:
             draw_hands = gr.Checkbox(label="Draw hands", value=defaults.draw_hands, elem_id=eid("draw_hands"))
             sampler = gr.Dropdown(label="Sampler", choices=samplers, value=AA_DDIM, elem_id=eid("sampler"),
                                   tooltip="animate_anyone_ddim reproduces the reference pipeline; the webui's samplers run with v-prediction")
+        with FormRow():
+            retarget = gr.Checkbox(label="Retarget the poses to the reference's body", value=defaults.retarget, elem_id=eid("retarget"),
+                                   tooltip="Needs keypoints: OpenPose JSON or a person video (DWPose); the reference's from the file "
+                                           "beside, or DWPose on the reference image")
+            reference_pose_json = gr.File(label="Reference's keypoints (OpenPose JSON, optional)", file_types=[".json"],
+                                          elem_id=eid("reference_pose_json"))
+        with FormRow():
+            character = gr.Checkbox(label="Character (AnimateDiff mode): your checkpoint animates the reference with these poses",
+                                    value=defaults.character, elem_id=eid("character"),
+                                    tooltip="The poses go to the enabled ControlNet unit without an image (an OpenPose model, "
+                                            "preprocessor 'none'); the look comes from reference attention in your own UNet")
+            reference_strength = gr.Slider(label="Reference strength", minimum=0, maximum=2, step=0.05, value=defaults.reference_strength,
+                                           elem_id=eid("reference_strength"))
+            style_fidelity = gr.Slider(label="Style fidelity", minimum=0, maximum=1, step=0.05, value=defaults.style_fidelity,
+                                       elem_id=eid("style_fidelity"))
+            reference_noise = gr.Radio(label="Reference noise", choices=list(REFERENCE_NOISES), value=defaults.reference_noise,
+                                       elem_id=eid("reference_noise"))
     return [reference_image, pose_video, pose_frames, pose_json, pose_source, pose_stride, pose_fps, pose_max_frames,
-            fit, draw_face, draw_hands, sampler]
+            fit, draw_face, draw_hands, sampler, retarget, reference_pose_json, character, reference_strength, style_fidelity,
+            reference_noise]
 
 
 def _infotext_fields(components, is_img2img: bool):

@@ -142,6 +142,12 @@ class Tab:
             with FormRow():
                 c["draw_face"] = gr.Checkbox(label="Draw face points (JSON / detected poses)", value=True, elem_id=eid("draw_face"))
                 c["draw_hands"] = gr.Checkbox(label="Draw hands", value=True, elem_id=eid("draw_hands"))
+            with FormRow():
+                c["retarget"] = gr.Checkbox(label="Retarget to the reference's body", value=False, elem_id=eid("retarget"),
+                                            tooltip="The poses take the reference's proportions (needs keypoints: JSON or a person "
+                                                    "video; the reference's from the file beside or DWPose)")
+                c["reference_pose_json"] = gr.File(label="Reference's keypoints (OpenPose JSON, optional)", file_types=[".json"],
+                                                   elem_id=eid("reference_pose_json"))
             c["pose_preview"] = gr.HTML(inputs.preview_html(None), elem_id=eid("pose_preview"))
             c["preview_key"] = gr.State(None)  # the values the preview shows
 

@@ -29,6 +29,8 @@ FIELDS = {
     "fit": (POSE, "Fit"),
     "draw_face": (POSE, "Draw face"),
     "draw_hands": (POSE, "Draw hands"),
+    "retarget": (POSE, "Retarget"),
+    "reference_pose_json": (POSE, "Reference's keypoints"),
     "context_length": (CONTEXT, "Context length"),
     "context_overlap": (CONTEXT, "Overlap"),
     "context_stride": (CONTEXT, "Context stride"),

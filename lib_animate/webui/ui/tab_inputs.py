@@ -19,7 +19,7 @@ from ..api.args import parse_args, pose_inputs_given
 TAB_FIELDS = (
     "reference_image", "pose_video", "pose_frames", "pose_json", "pose_source", "fit", "pose_stride", "pose_fps",
     "pose_max_frames", "draw_face", "draw_hands", "width", "height", "fps", "steps", "cfg_scale", "seed", "sampler",
-    "loop", "formats", "pingpong", "context_length", "context_overlap", "context_schedule",
+    "loop", "formats", "pingpong", "context_length", "context_overlap", "context_schedule", "retarget", "reference_pose_json",
 )
 # The controls that change which pose frames the model sees.
 POSE_FIELDS = (
@@ -97,7 +97,10 @@ def args_dict(values: Dict[str, Any]) -> Dict[str, Any]:
         "context_length": _whole(values["context_length"]),
         "context_overlap": _whole(values["context_overlap"]),
         "context_schedule": values["context_schedule"] or "reference",
+        "retarget": bool(values["retarget"]),
     })
+    if values["reference_pose_json"]:
+        fields["reference_pose_json"] = _read(values["reference_pose_json"])
     return fields
 
 
@@ -147,7 +150,7 @@ def pose_preview(values: Dict[str, Any], limits, with_gif: bool = True) -> Optio
     from ..jobs.aa_inputs import load_pose_clip, looks_like_skeleton
 
     fields = pose_fields(values)
-    args = parse_args(fields)
+    args = parse_args(dict(fields, mode="animate_anyone"))
     given = pose_inputs_given(args)
     if not given:
         return None

@@ -25,6 +25,7 @@ _JSON_FIELDS = {
     "pose_max_frames": int,
     "draw_face": bool,
     "draw_hands": bool,
+    "retarget": bool,
     "pose_source": lambda v: v if v in POSE_SOURCES else None,
     "fit": lambda v: v if v in FITS else None,
     "formats": lambda v: [f for f in v if f in FORMATS] if isinstance(v, list) else None,
