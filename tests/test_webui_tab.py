@@ -4,6 +4,7 @@ status line, where each error message goes (no webui, no gradio; the browser tes
 import json
 import os
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -199,3 +200,25 @@ def test_paste_helpers(tmp_path):
     Image.new("RGB", (4, 4)).save(plain)
     text, note = tab_paste.infotext_of_file(Upload(plain))
     assert text == "" and "animate-anyone-error" in note and os.path.exists(plain)
+
+
+def test_the_retargeting_preview_shows_reference_driving_and_retargeted_side_by_side(tmp_path, skeleton_mp4):
+    poses = tmp_path / "poses.json"
+    poses.write_text(json.dumps(pose_json(5)))
+    body = np.array(pose_json(1)[0]["people"][0]["pose_keypoints_2d"], dtype=float).reshape(18, 3)
+    body[[9, 10, 12, 13], 1] += 0.05  # longer legs
+    reference_keypoints = tmp_path / "reference.json"
+    reference_keypoints.write_text(json.dumps([{"people": [{"pose_keypoints_2d": body.reshape(-1).tolist()}]}]))
+    reference = Image.new("RGB", (64, 96), (90, 120, 200))
+    preview = inputs.pose_preview(pose_values(pose_json=Upload(poses), retarget=True, reference_image=reference,
+                                              reference_pose_json=Upload(reference_keypoints)), LIMITS)
+    gif = read_video(preview.gif)
+    assert preview.frames == 5 and len(gif.frames) == 5 and gif.frames[0].shape[:2] == (96, 3 * 64)
+    assert "retargeted to the reference's body" in preview.note
+    left, middle, right = np.split(gif.frames[0].astype(int), 3, axis=1)
+    assert left.mean() > middle.mean()  # the reference image, not a black canvas
+    assert np.abs(middle - right).mean() > 0.5  # the retargeted poses differ from the driving ones
+    plain = inputs.pose_preview(pose_values(pose_json=Upload(poses), retarget=True), LIMITS)
+    assert "Upload the reference image" in plain.note and read_video(plain.gif).frames[0].shape[:2] == (96, 64)
+    with pytest.raises(InvalidInputError, match="'retarget' needs keypoints to move"):
+        inputs.pose_preview(pose_values(pose_video=skeleton_mp4, retarget=True, reference_image=reference), LIMITS)

@@ -180,7 +180,7 @@ def _retargeted(poses, retarget_to: Optional[RetargetTo], width: int, height: in
     return retarget(poses, retarget_to.person, retarget_to.canvas, (width, height), fit)[0]
 
 
-_NO_KEYPOINTS = ("'retarget' needs keypoints to move: give the poses as 'pose_json', or a video of a person with "
+NO_KEYPOINTS = ("'retarget' needs keypoints to move: give the poses as 'pose_json', or a video of a person with "
                  "'pose_source' 'person' (detected with DWPose); rendered skeleton frames have none")
 
 
@@ -209,12 +209,12 @@ def _load_pose_clip(args, given, width, height, limits, decode_base64, progress,
             poses = _retargeted(_detect(frames, limits, progress), retarget_to, width, height, args.fit)
             clip = render_pose_sequence(poses, fps, width, height, fit=args.fit, options=options)
         elif retarget_to is not None:
-            raise InvalidInputError(_NO_KEYPOINTS)
+            raise InvalidInputError(NO_KEYPOINTS)
         else:
             clip = prepare_pose_video(frames, fps, width, height, fit=args.fit)
     elif given[0] == "pose_frames":
         if retarget_to is not None:
-            raise InvalidInputError(_NO_KEYPOINTS)
+            raise InvalidInputError(NO_KEYPOINTS)
         items = list(args.pose_frames)
         # Decode only the images that can make it into the clip: stride and fps resampling pick
         # from the start, at most ``budget`` frames. More than that without pose_max_frames is

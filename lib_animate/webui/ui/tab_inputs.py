@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from ...errors import AnimateError
+from ...errors import AnimateError, InvalidInputError
 from ..api.args import parse_args, pose_inputs_given
 
 # The tab's generation controls, in the order the handlers receive them.
@@ -24,7 +24,7 @@ TAB_FIELDS = (
 # The controls that change which pose frames the model sees.
 POSE_FIELDS = (
     "pose_video", "pose_frames", "pose_json", "pose_source", "fit", "pose_stride", "pose_fps", "pose_max_frames",
-    "draw_face", "draw_hands", "width", "height", "fps",
+    "draw_face", "draw_hands", "width", "height", "fps", "retarget", "reference_pose_json", "reference_image",
 )
 PREVIEW_MAX_SIDE = 256  # the preview is small; the frame count and timing are the real ones
 
@@ -70,6 +70,7 @@ def pose_fields(values: Dict[str, Any]) -> Dict[str, Any]:
         "pose_max_frames": _whole(values["pose_max_frames"]),
         "draw_face": bool(values["draw_face"]),
         "draw_hands": bool(values["draw_hands"]),
+        "retarget": bool(values.get("retarget")),
     }
     if values["pose_video"]:
         fields["pose_video"] = _read(values["pose_video"])
@@ -80,6 +81,8 @@ def pose_fields(values: Dict[str, Any]) -> Dict[str, Any]:
         fields["pose_json"] = _read(values["pose_json"])
     if values["fps"]:  # 0: the pose video's own fps (8 for images and JSON)
         fields["fps"] = float(values["fps"])
+    if values.get("reference_pose_json"):
+        fields["reference_pose_json"] = _read(values["reference_pose_json"])
     return fields
 
 
@@ -97,10 +100,7 @@ def args_dict(values: Dict[str, Any]) -> Dict[str, Any]:
         "context_length": _whole(values["context_length"]),
         "context_overlap": _whole(values["context_overlap"]),
         "context_schedule": values["context_schedule"] or "reference",
-        "retarget": bool(values["retarget"]),
     })
-    if values["reference_pose_json"]:
-        fields["reference_pose_json"] = _read(values["reference_pose_json"])
     return fields
 
 
@@ -142,6 +142,7 @@ class PosePreview:
     height: int
     detect: bool  # a video of a person: the poses are detected (DWPose) when generating
     gif: Optional[bytes] = None  # the frames, small, as a looping GIF
+    note: str = ""  # what the panels are (retargeting), or why they are not shown
 
 
 def pose_preview(values: Dict[str, Any], limits, with_gif: bool = True) -> Optional[PosePreview]:
@@ -165,9 +166,36 @@ def pose_preview(values: Dict[str, Any], limits, with_gif: bool = True) -> Optio
                               extra_dirs=limits.extra_dwpose_dirs, animate_anyone_dirs=limits.animate_anyone_dirs)
         clip = probe if args.fit == "resize" else load_pose_clip(replace(args, pose_source="skeleton"), width, height, limits)
     else:
-        clip = load_pose_clip(args, width, height, limits)
+        clip = load_pose_clip(replace(args, retarget=False), width, height, limits)
     fps = args.fps if "fps" in fields else clip.fps
-    return PosePreview(len(clip.frames), fps, width, height, detect, _preview_gif(clip.frames, fps) if with_gif else None)
+    frames, note = clip.frames, ""
+    if args.retarget:
+        frames, note = _retarget_panels(args, values.get("reference_image"), clip.frames, detect, width, height, limits)
+    return PosePreview(len(clip.frames), fps, width, height, detect, _preview_gif(frames, fps) if with_gif else None, note)
+
+
+def _retarget_panels(args, reference, driving, detect: bool, width: int, height: int, limits):
+    """Reference with its skeleton | driving poses | retargeted poses, side by side per frame."""
+    import numpy as np
+
+    from ...pose import render_pose
+    from ...pose.keypoints import PoseFrame
+    from ..jobs.aa_inputs import NO_KEYPOINTS, fit_reference, load_pose_clip, reference_keypoints
+
+    given = pose_inputs_given(args)
+    if given == ("pose_frames",) or (given == ("pose_video",) and not detect):
+        raise InvalidInputError(NO_KEYPOINTS)
+    if reference is None:
+        return driving, "Upload the reference image to see the poses retargeted to its body."
+    if detect:
+        return driving, "The poses are detected and retargeted to the reference's body when you generate."
+    target = reference_keypoints(args, reference, limits)
+    retargeted = load_pose_clip(args, width, height, limits, retarget_to=target).frames
+    image = np.asarray(fit_reference(reference, width, height, args.fit).convert("RGB"))
+    skeleton = render_pose(PoseFrame(people=(target.person,), canvas_size=target.canvas), width, height, fit=args.fit)
+    panel = np.where(skeleton.max(axis=2, keepdims=True) > 0, skeleton, image)
+    frames = [np.concatenate([panel, a, b], axis=1) for a, b in zip(driving, retargeted)]
+    return frames, "Reference and its skeleton \u00b7 the driving poses \u00b7 retargeted to the reference's body."
 
 
 def _preview_gif(frames, fps: float) -> bytes:
@@ -193,6 +221,8 @@ def preview_html(preview: Optional[PosePreview]) -> str:
                f"{seconds:.1f} s \u00b7 {preview.width}\u00d7{preview.height}")
     if preview.detect:
         caption += "<br>A video of a person: its poses are detected with DWPose when you generate (shown here as it is)."
+    if preview.note:
+        caption += f"<br>{html.escape(preview.note)}"
     data = base64.b64encode(preview.gif).decode("ascii")
     return (f"<div class='animate-anyone-pose-preview'>"
             f"<img src='data:image/gif;base64,{data}' alt='pose preview'>"
