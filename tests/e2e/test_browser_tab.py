@@ -302,3 +302,34 @@ def test_progress_and_interrupt_like_any_webui_job(tab, media, webui):
     assert "Interrupted" in log, log
     assert page.locator("#animate_anyone_gallery img").count() == POSE_FRAMES  # the unfinished frames
     shot(page, "tab-10-interrupted.png")
+
+
+def test_the_pose_preview_shows_the_retargeted_poses_and_the_job_uses_them(tab, media, webui, tmp_path):
+    """Pose JSON, the reference's keypoints and 'Retarget': the preview shows reference | driving | retargeted
+    side by side, and the video is made from the retargeted poses."""
+    import numpy as np
+
+    page = tab
+    poses = tmp_path / "dance.json"
+    poses.write_text(json.dumps(pose_frames_json(POSE_FRAMES)))
+    body = np.array(pose_frames_json(1)[0]["people"][0]["pose_keypoints_2d"], dtype=float).reshape(18, 3)
+    body[[9, 10, 12, 13], 1] += 0.08  # the reference has longer legs
+    reference_keypoints = tmp_path / "reference-keypoints.json"
+    reference_keypoints.write_text(json.dumps([{"canvas_width": 48, "canvas_height": 80,
+                                                "people": [{"pose_keypoints_2d": body.reshape(-1).tolist()}]}]))
+    small_job(page)
+    upload(page, "animate_anyone_reference", media / "reference.png")
+    upload(page, "animate_anyone_pose_json", poses)
+    wait_preview(page, POSE_FRAMES)
+    page.click("#animate_anyone_retarget input[type=checkbox]")
+    upload(page, "animate_anyone_reference_pose_json", reference_keypoints)
+    info = wait_text(page, "animate_anyone_pose_preview", "retargeted to the reference's body")
+    assert f"{POSE_FRAMES} frames" in info, info
+    size = page.evaluate("() => { const i = document.querySelector('#animate_anyone_pose_preview img');"
+                         " return [i.naturalWidth, i.naturalHeight]; }")
+    assert size == [3 * 64, 64], size  # three 64 x 64 panels
+    shot(page, "tab-05-retarget-preview.png")
+    page.click("#animate_anyone_generate")
+    wait_idle(page)
+    wait_for_playable_video(page)
+    assert "retarget=true" in page.inner_text("#html_info_animate_anyone")
