@@ -143,3 +143,15 @@ def test_prompt_travel_and_separate_cond_uncond_passes_keep_one_reference_pass_p
     entry = data["info"]["animate_anyone"]
     assert len(frames_of(data)) == FRAMES
     assert entry["reference_passes"] == entry["denoiser_evaluations"] == 3
+
+
+def test_the_low_vram_modes_give_the_same_video(lora):
+    """--medvram moves the UNet in for the reference pass itself (it comes before the webui's own hook in
+    each evaluation); --lowvram's hooks sit on the UNet's parts. On the CPU the moves are no-ops, so the
+    videos are bit-identical."""
+    normal = frames_of(ac.ok(lora, character_request()))
+    for flag in ("--medvram", "--lowvram"):
+        with lora.temporarily(extra_args=[flag]):
+            _write_image_lora_and_embedding(lora)  # refresh the LoRA list of the restarted server
+            video = frames_of(ac.ok(lora, character_request()))
+        assert all(np.array_equal(a, b) for a, b in zip(video, normal)), flag

@@ -25,6 +25,7 @@ import torch
 from ...motion.scale import MotionScale
 from ...reference.self_reference import SelfReference, noise_for_video, reference_input
 from ..errors import RequestError
+from . import low_vram
 from .aa_inputs import decode_image, fit_reference, load_pose_clip, reference_keypoints
 from .video_inputs import POSE_SOURCE_NAME
 
@@ -165,6 +166,10 @@ class Character:
             injection.scale = MotionScale(0.0)  # the motion modules step aside for the one reference row
         try:
             unet = self.unet
+            if low_vram.mode(self.p.sd_model) == "medvram":
+                # the webui's hook on sd_model.model moves the UNet in, but this pass calls the UNet itself and
+                # comes first in its evaluation; --lowvram's hooks sit on the UNet's own parts and fire here
+                low_vram.send_to_device(self.p.sd_model.model)
             with torch.no_grad():
                 return self.attention.record(lambda: type(unet).forward(unet, x_in, t.to(x_in.device), context=context))
         finally:
