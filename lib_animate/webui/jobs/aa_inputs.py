@@ -253,3 +253,18 @@ def _detect(frames, limits: PoseLimits, progress):
         animate_anyone_dirs=limits.animate_anyone_dirs,
     )
     return detector.detect_sequence(frames, progress=progress)
+
+
+def encode_reference_latent(sd_model, reference, width: int, height: int, fit: str):
+    """The VAE posterior mean of ``reference`` fitted to ``width`` x ``height``, times the model's scale
+    factor (the mean, not a sample, as the Animate Anyone reference pipeline takes it)."""
+    import torch
+    from modules import devices, shared
+
+    fitted = fit_reference(reference, width, height, fit)
+    pixels = torch.from_numpy(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    pixels = pixels.to(shared.device, dtype=devices.dtype_vae)
+    with torch.no_grad():
+        posterior = sd_model.encode_first_stage(pixels)
+    mean = posterior.mean if hasattr(posterior, "mean") else posterior
+    return mean * sd_model.scale_factor

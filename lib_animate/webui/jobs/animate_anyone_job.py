@@ -22,7 +22,6 @@ import os
 from contextlib import ExitStack, nullcontext
 from typing import Optional
 
-import numpy as np
 import torch
 
 from ...motion import check_compatible, inject
@@ -33,7 +32,7 @@ from ...reference.sampling_pass import animate_anyone_pass
 from ...sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
 from . import aa_sampler, low_vram
 from ..api import infotext
-from .aa_inputs import PoseLimits, decode_image, fit_reference, load_pose_clip, reference_keypoints
+from .aa_inputs import PoseLimits, decode_image, encode_reference_latent, load_pose_clip, reference_keypoints
 from ..api.args import AA_DDIM
 from ..controlnet.controlnet_units import enabled_unit_numbers
 from ..errors import RequestError
@@ -155,7 +154,8 @@ class AnimateAnyoneJob(VideoJob):
 
         with torch.no_grad(), low_vram.modules_on_device_while_running([models.image_encoder, models.pose_guider], p.sd_model):
             self.image_embeds = encode_reference(models.image_encoder, self.reference, device).to(device, dtype)
-            self.reference_latent = self._encode_reference_latent()
+            self.reference_latent = encode_reference_latent(p.sd_model, self.reference, *latent_pixel_size(p),
+                                                            args.fit).to(dtype)
             # on the host, one window's frames at a time on the device (memory flat in the frames)
             self.pose = PoseFeatures.encode(models.pose_guider, self.pose_clip.frames, device, dtype)
         self.reference_net = ReferenceNet(models.reference_unet, torch.float16 if self.settings.reference_fp16 else None)
@@ -169,18 +169,6 @@ class AnimateAnyoneJob(VideoJob):
             "frames": self.frames, "fps": self.fps, "context_length": length,
             "reference": f"{self.reference.width}x{self.reference.height}",
         })
-
-    def _encode_reference_latent(self) -> torch.Tensor:
-        """The VAE posterior mean of the reference at the generation size, times the scale factor."""
-        from modules import devices, shared
-
-        p = self.p
-        fitted = fit_reference(self.reference, *latent_pixel_size(p), self.args.fit)
-        pixels = torch.from_numpy(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-        pixels = pixels.to(shared.device, dtype=devices.dtype_vae)
-        posterior = p.sd_model.encode_first_stage(pixels)
-        mean = posterior.mean if hasattr(posterior, "mean") else posterior
-        return (mean * p.sd_model.scale_factor).to(devices.dtype_unet)
 
     # --- sampling -----------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from ...motion.scale import MotionScale
 from ...reference.self_reference import SelfReference, noise_for_video, reference_input
 from ..errors import RequestError
 from . import low_vram
-from .aa_inputs import decode_image, fit_reference, load_pose_clip, reference_keypoints
+from .aa_inputs import decode_image, encode_reference_latent, load_pose_clip, reference_keypoints
 from .video_inputs import POSE_SOURCE_NAME
 
 Size = Tuple[int, int]
@@ -92,16 +92,8 @@ class Character:
     def _latent(self, size: Size) -> torch.Tensor:
         """The reference's VAE posterior mean at latent ``size`` (h, w), times the scale factor."""
         if size not in self.latents:
-            from modules import devices, shared
-
             h, w = size
-            fitted = fit_reference(self.reference, w * 8, h * 8, self.args.fit)
-            pixels = torch.from_numpy(np.asarray(fitted, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-            pixels = pixels.to(shared.device, dtype=devices.dtype_vae)
-            with torch.no_grad():
-                posterior = self.p.sd_model.encode_first_stage(pixels)
-            mean = posterior.mean if hasattr(posterior, "mean") else posterior
-            self.latents[size] = mean * self.p.sd_model.scale_factor
+            self.latents[size] = encode_reference_latent(self.p.sd_model, self.reference, w * 8, h * 8, self.args.fit)
         return self.latents[size]
 
     # --- sampling ---------------------------------------------------------------------------------
