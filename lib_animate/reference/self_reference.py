@@ -65,29 +65,32 @@ class SelfReference:
         self.passes += 1
         return bank
 
-    def _row_weights(self, rows: int, device, dtype) -> Optional[torch.Tensor]:
-        """Per-row ``w`` as ``(rows, 1, 1)``, or None when every row has the same weight (then a float)."""
-        chunks = self.layout.chunk_roles(rows)
-        weights = [self.weight(role) for role in chunks for _ in range(self.layout.frames)]
-        if len(set(weights)) == 1:
-            return None
-        return torch.tensor(weights, device=device, dtype=dtype).view(rows, 1, 1)
+    def _blend(self, path: str, block: nn.Module, normed: torch.Tensor, w: float) -> torch.Tensor:
+        """``plain + w (reference - plain)`` for rows sharing one weight; only what ``w`` needs is computed."""
+        if w == 0.0:
+            return block.attn1(normed, context=None)
+        reference = attend_with_reference(block, normed, self.bank.tokens(path).to(normed.device, normed.dtype))
+        if w == 1.0:
+            return reference
+        plain = block.attn1(normed, context=None)
+        return plain + w * (reference - plain)
 
     def _attend(self, path: str, block: nn.Module, normed: torch.Tensor) -> torch.Tensor:
         rows = normed.shape[0]
-        per_row = self._row_weights(rows, normed.device, normed.dtype)
-        if per_row is None:
-            w = self.weight(self.layout.chunk_roles(rows)[0])
-            if w == 0.0:
-                return block.attn1(normed, context=None)
-            reference = attend_with_reference(block, normed, self.bank.tokens(path).to(normed.device, normed.dtype))
-            if w == 1.0:
-                return reference
-            plain = block.attn1(normed, context=None)
-            return plain + w * (reference - plain)
-        reference = attend_with_reference(block, normed, self.bank.tokens(path).to(normed.device, normed.dtype))
-        plain = block.attn1(normed, context=None)
-        return plain + per_row * (reference - plain)
+        weights = [self.weight(role) for role in self.layout.chunk_roles(rows) for _ in range(self.layout.frames)]
+        groups = {}
+        for row, w in enumerate(weights):
+            groups.setdefault(w, []).append(row)
+        if len(groups) == 1:
+            return self._blend(path, block, normed, weights[0])
+        out = None
+        for w, members in groups.items():  # cond and uncond rows apart: no row computes what its weight drops
+            index = torch.tensor(members, device=normed.device)
+            part = self._blend(path, block, normed.index_select(0, index), w)
+            if out is None:
+                out = part.new_empty((rows,) + tuple(part.shape[1:]))
+            out.index_copy_(0, index, part)
+        return out
 
     @contextmanager
     def installed(self) -> Iterator["SelfReference"]:
