@@ -92,18 +92,22 @@ def test_schedule_is_linear_sd15_for_sd15_modules(tmp_path):
 
 
 @pytest.mark.parametrize("version, words", [("sdxl_beta", "SDXL beta"), ("hotshot_native", "HotShot-XL"), ("hotshot_converted", "HotShot-XL")])
-def test_sdxl_modules_are_recognised_and_refused(tmp_path, version, words):
+def test_sdxl_modules_load_in_either_naming(tmp_path, version, words):
     if version == "sdxl_beta":
         state = mf.sdxl_state("sdxl_beta")
     elif version == "hotshot_native":
         state = mf.to_hotshot_naming(mf.sdxl_state("hotshot"))
     else:
         state = mf.sdxl_state("hotshot")
-    path = mf.save(state, str(tmp_path / f"{version}.safetensors"))
-    with pytest.raises(UnsupportedModelError, match=words) as info:
-        load(path)
-    assert "SDXL is not supported yet" in str(info.value)
-    assert os.path.basename(path) in str(info.value)
+    model = load(mf.save(state, str(tmp_path / f"{version}.safetensors")))
+    assert model.sdxl and words in model.family.description
+    assert model.max_frames == (32 if version == "sdxl_beta" else 24)
+    assert model.mid_block is None and [len(b.motion_modules) for b in model.down_blocks] == [2, 2, 2]
+    assert [len(b.motion_modules) for b in model.up_blocks] == [3, 3, 3]
+    # the module's own norm spans the frames for AD-SDXL only; HotShot's spans the UNet's ResBlocks instead
+    norm_across = {m.temporal_transformer.norm_across_frames for m in model.modules() if hasattr(m, "temporal_transformer")}
+    assert norm_across == {version == "sdxl_beta"}
+    assert model.family.cross_frame_unet_norm == (version != "sdxl_beta")
 
 
 def _sd_checkpoint_state():

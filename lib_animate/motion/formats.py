@@ -83,7 +83,7 @@ class Family:
     max_frames: int  # the module's window (position-encoding length used at run time)
     cross_frame_unet_norm: bool  # v1: the UNet's ResBlock / output GroupNorm spans the frames
     schedule: str  # training noise schedule, a preset name in lib_animate.sampling.schedules
-    supported: bool = True
+    module_norm_across_frames: bool = False  # AD-SDXL: the module's own GroupNorm spans the clip's frames
 
 
 FAMILIES: Tuple[Family, ...] = (
@@ -92,9 +92,11 @@ FAMILIES: Tuple[Family, ...] = (
     Family("v2", "AnimateDiff v2 layout (mm_sd_v15_v2, AnimateDiff-Lightning, Animate Anyone motion_module)",
            False, True, 32, 32, False, "animatediff_sd15"),
     Family("animatelcm", "AnimateLCM t2v", False, True, None, 64, False, "animatediff_sd15"),
+    # research §1.8: AD-SDXL normalises its own module across frames (the UNet per frame); HotShot
+    # normalises the UNet's ResBlocks across frames and its temporal layer per frame.
     Family("sdxl_beta", "AnimateDiff SDXL beta (mm_sdxl_v10_beta)", True, False, 32, 32, False,
-           "animatediff_sdxl", supported=False),
-    Family("hotshotxl", "HotShot-XL", True, False, 24, 24, True, "animatediff_sd15", supported=False),
+           "animatediff_sdxl", module_norm_across_frames=True),
+    Family("hotshotxl", "HotShot-XL", True, False, 24, 24, True, "animatediff_sd15"),
 )
 
 # Files that share the motion-module key space but are something else.
@@ -260,11 +262,6 @@ def detect(state: Dict[str, torch.Tensor], path: str) -> Tuple[MotionSpec, Dict[
         )
     family = _family_for(sdxl, has_mid, stored_pe, naming, name)
     spec = MotionSpec(family, tuple(sorted(channels.items(), key=lambda sc: (sc[0].kind, sc[0].level, sc[0].index))), naming, stored_pe)
-    if not family.supported:
-        raise UnsupportedModelError(
-            f"'{name}' is {family.description}, an SDXL motion module; SDXL is not supported yet. "
-            f"Use an SD1.5 motion module (for example mm_sd_v15_v2 or v3_sd15_mm) with an SD1.5 checkpoint."
-        )
     _check_tensors(spec, tensors, name)
     return spec, tensors
 
@@ -318,7 +315,7 @@ def expected_shapes(spec: MotionSpec) -> Dict[str, Tuple[int, ...]]:
 
 
 def full_width_spec(version: str, model_channels: int = 320) -> MotionSpec:
-    """The spec of a published SD1.5 family at full width (for shape checks and fixtures)."""
+    """The spec of a published family at full width (for shape checks and fixtures)."""
     family = next(f for f in FAMILIES if f.version == version)
     mult = (1, 2, 4, 4) if not family.sdxl else (1, 2, 4)
     levels = len(mult)

@@ -195,8 +195,14 @@ def remove_stale_modules(unet: nn.Module) -> int:
 
 def check_compatible(unet: nn.Module, motion_model: MotionModel) -> None:
     """Raise IncompatibleModelError if ``motion_model`` cannot go into ``unet`` (changes nothing)."""
-    if motion_model.sdxl:
-        raise IncompatibleModelError(f"'{motion_model.name}' is an SDXL motion module; SDXL is not supported yet")
+    levels = len(_input_levels(unet))
+    if (levels == 3) != motion_model.sdxl:
+        kinds = {3: "an SDXL", 4: "an SD1.5"}
+        raise IncompatibleModelError(
+            f"'{motion_model.name or motion_model.version}' is {'an SDXL' if motion_model.sdxl else 'an SD1.5'} motion "
+            f"module ({motion_model.family.description}) but the loaded checkpoint's UNet is "
+            f"{kinds.get(levels, f'a {levels}-level')} UNet; choose a motion module made for the checkpoint's family"
+        )
     _plan(unet, motion_model)
 
 

@@ -194,9 +194,10 @@ class TemporalTransformerBlock(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    def __init__(self, channels: int, max_len: int):
+    def __init__(self, channels: int, max_len: int, norm_across_frames: bool = False):
         super().__init__()
         self.norm = nn.GroupNorm(NORM_GROUPS, channels, eps=1e-6, affine=True)
+        self.norm_across_frames = norm_across_frames
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, max_len)])
         self.proj_out = nn.Linear(channels, channels)
@@ -207,7 +208,7 @@ class TemporalTransformer(nn.Module):
         clips = rows // frames
         # Per-frame GroupNorm (the original SD1.5 modules normalise each frame on its own). On
         # the CPU its output keeps x's layout; CUDA's kernel always returns NCHW.
-        h = _norm(self.norm, x)
+        h = _norm_across_frames(self.norm, x, clips, frames) if self.norm_across_frames else _norm(self.norm, x)
         # (clips*frames, c, h, w) -> frame-major (clips, frames, h*w, c): a view of a
         # channels-last tensor; otherwise one copy that also does the cast to the weights' dtype.
         h = _contiguous(h.permute(0, 2, 3, 1), self.proj_in.weight.dtype)
@@ -226,13 +227,20 @@ class TemporalTransformer(nn.Module):
         return torch.add(x, h, alpha=scale, out=torch.empty_like(x))
 
 
+def _norm_across_frames(norm: nn.Module, x: torch.Tensor, clips: int, frames: int) -> torch.Tensor:
+    """GroupNorm statistics over each clip's frames together (AD-SDXL): (clips, C, frames, H, W)."""
+    rows, channels, height, width = x.shape
+    video = x.reshape(clips, frames, channels, height, width).transpose(1, 2)
+    return _norm(norm, video).transpose(1, 2).reshape(rows, channels, height, width)
+
+
 class MotionModule(nn.Module):
     """One motion module; the extra level of nesting mirrors the checkpoint keys."""
 
-    def __init__(self, channels: int, max_len: int):
+    def __init__(self, channels: int, max_len: int, norm_across_frames: bool = False):
         super().__init__()
         self.channels = channels
-        self.temporal_transformer = TemporalTransformer(channels, max_len)
+        self.temporal_transformer = TemporalTransformer(channels, max_len, norm_across_frames)
 
     def forward(self, x: torch.Tensor, frames: int, scale=None) -> torch.Tensor:
         if x.shape[0] % frames:
@@ -243,9 +251,9 @@ class MotionModule(nn.Module):
 
 
 class MotionBlock(nn.Module):
-    def __init__(self, channels, max_len):
+    def __init__(self, channels, max_len, norm_across_frames: bool = False):
         super().__init__()
-        self.motion_modules = nn.ModuleList([MotionModule(c, max_len) for c in channels])
+        self.motion_modules = nn.ModuleList([MotionModule(c, max_len, norm_across_frames) for c in channels])
 
 
 class MotionModel(nn.Module):
@@ -263,14 +271,15 @@ class MotionModel(nn.Module):
         self.sdxl = spec.family.sdxl
         self.max_frames = spec.family.max_frames
         self.name = name
+        across = spec.family.module_norm_across_frames
         self.down_blocks = nn.ModuleList(
-            [MotionBlock([c for _, c in self._level(spec, "down", i)], self.max_frames) for i in range(spec.levels("down"))]
+            [MotionBlock([c for _, c in self._level(spec, "down", i)], self.max_frames, across) for i in range(spec.levels("down"))]
         )
         self.up_blocks = nn.ModuleList(
-            [MotionBlock([c for _, c in self._level(spec, "up", i)], self.max_frames) for i in range(spec.levels("up"))]
+            [MotionBlock([c for _, c in self._level(spec, "up", i)], self.max_frames, across) for i in range(spec.levels("up"))]
         )
         mid = spec.slots("mid")
-        self.mid_block: Optional[MotionBlock] = MotionBlock([c for _, c in mid], self.max_frames) if mid else None
+        self.mid_block: Optional[MotionBlock] = MotionBlock([c for _, c in mid], self.max_frames, across) if mid else None
 
     @staticmethod
     def _level(spec: MotionSpec, kind: str, level: int):
