@@ -211,7 +211,7 @@ def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayou
             mask = layout.row_mask(rows, COND)
             cond = [r for r, is_cond in enumerate(mask) if is_cond]
             uncond = [r for r, is_cond in enumerate(mask) if not is_cond]
-            selections[key] = (len(cond), _selection(cond, device), _selection(uncond, device))
+            selections[key] = (len(cond), row_selection(cond, device), row_selection(uncond, device))
         return selections[key]
 
     def make_body(path, block):
@@ -233,10 +233,10 @@ def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayou
                     return with_reference(normed)
                 # Mixed call: plain self-attention on the uncond rows only, reference attention
                 # on the cond rows only, each written into its rows of the output.
-                plain = block.attn1(_take(normed, uncond_rows), context=None)
+                plain = block.attn1(take_rows(normed, uncond_rows), context=None)
                 out = plain.new_empty((rows,) + tuple(plain.shape[1:]))
-                _put(out, uncond_rows, plain)
-                _put(out, cond_rows, with_reference(_take(normed, cond_rows)).to(out.dtype))
+                put_rows(out, uncond_rows, plain)
+                put_rows(out, cond_rows, with_reference(take_rows(normed, cond_rows)).to(out.dtype))
                 return out
 
             return run_block(block, x, context, attend_self)
@@ -247,17 +247,17 @@ def attend_to_reference(unet: nn.Module, bank: ReferenceBank, layout: FrameLayou
         yield ReferenceAttention(list(reference_kv), generic_reasons)
 
 
-def _selection(indices: List[int], device) -> RowSelection:
+def row_selection(indices: List[int], device) -> RowSelection:
     if indices and indices == list(range(indices[0], indices[-1] + 1)):
         return slice(indices[0], indices[-1] + 1)  # views, no gather
     return torch.tensor(indices, dtype=torch.long, device=device)
 
 
-def _take(t: torch.Tensor, rows: RowSelection) -> torch.Tensor:
+def take_rows(t: torch.Tensor, rows: RowSelection) -> torch.Tensor:
     return t[rows] if isinstance(rows, slice) else t.index_select(0, rows)
 
 
-def _put(out: torch.Tensor, rows: RowSelection, values: torch.Tensor) -> None:
+def put_rows(out: torch.Tensor, rows: RowSelection, values: torch.Tensor) -> None:
     if isinstance(rows, slice):
         out[rows] = values
     else:

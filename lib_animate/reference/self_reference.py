@@ -21,14 +21,14 @@ context's duration, restored exactly); which rows are cond or uncond comes from 
 """
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..sampling.layout import COND, FrameLayout
 from .block_hooks import replaced_block_bodies, run_block, transformer_blocks
-from .reference_attention import ReferenceBank, attend_with_reference
+from .reference_attention import ReferenceBank, RowSelection, attend_with_reference, put_rows, row_selection, take_rows
 
 
 class SelfReference:
@@ -47,6 +47,7 @@ class SelfReference:
         self.bank: Optional[ReferenceBank] = None
         self.passes = 0
         self._recording: Optional[ReferenceBank] = None
+        self._group_cache: Dict[tuple, List[Tuple[float, RowSelection]]] = {}
 
     def weight(self, role: str) -> float:
         return self.strength if role == COND else (1.0 - self.style_fidelity) * self.strength
@@ -75,21 +76,29 @@ class SelfReference:
         plain = block.attn1(normed, context=None)
         return plain + w * (reference - plain)
 
+    def _groups(self, rows: int, device) -> List[Tuple[float, RowSelection]]:
+        """The call's rows grouped by weight (each group a slice where its rows run on), computed once per
+        call shape and shared by every block."""
+        key = (rows, self.layout.frames, self.layout.roles, device)
+        if key not in self._group_cache:
+            members: Dict[float, List[int]] = {}
+            weights = [self.weight(role) for role in self.layout.chunk_roles(rows) for _ in range(self.layout.frames)]
+            for row, w in enumerate(weights):
+                members.setdefault(w, []).append(row)
+            self._group_cache[key] = [(w, row_selection(rows_of_w, device)) for w, rows_of_w in members.items()]
+        return self._group_cache[key]
+
     def _attend(self, path: str, block: nn.Module, normed: torch.Tensor) -> torch.Tensor:
         rows = normed.shape[0]
-        weights = [self.weight(role) for role in self.layout.chunk_roles(rows) for _ in range(self.layout.frames)]
-        groups = {}
-        for row, w in enumerate(weights):
-            groups.setdefault(w, []).append(row)
+        groups = self._groups(rows, normed.device)
         if len(groups) == 1:
-            return self._blend(path, block, normed, weights[0])
+            return self._blend(path, block, normed, groups[0][0])
         out = None
-        for w, members in groups.items():  # cond and uncond rows apart: no row computes what its weight drops
-            index = torch.tensor(members, device=normed.device)
-            part = self._blend(path, block, normed.index_select(0, index), w)
+        for w, selection in groups:  # cond and uncond rows apart: no row computes what its weight drops
+            part = self._blend(path, block, take_rows(normed, selection), w)
             if out is None:
                 out = part.new_empty((rows,) + tuple(part.shape[1:]))
-            out.index_copy_(0, index, part)
+            put_rows(out, selection, part)
         return out
 
     @contextmanager
