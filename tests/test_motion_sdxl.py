@@ -146,3 +146,18 @@ def test_an_sd15_module_on_an_sdxl_unet_and_the_reverse_are_refused_naming_both(
         check_compatible(ldm_unet(model_channels=32, context_dim=CONTEXT), sdxl)
     with pytest.raises(IncompatibleModelError, match="'mm_sd15.safetensors' is an SD1.5 motion module .* an SDXL UNet"):
         check_compatible(sdxl_layout_unet(), sd15)
+
+
+def test_each_sdxl_family_samples_with_the_schedule_it_was_trained_with(tmp_path):
+    """AD-SDXL: scaled-linear beta 0.00085 -> 0.020 (guoyww/AnimateDiff, sdxl branch, inference.yaml).
+    HotShot-XL: SDXL's own scaled-linear 0.00085 -> 0.012 -- its fine_tune.py and inference.py both take
+    the scheduler config of the hub repo (SDXL's) and never change the betas."""
+    from lib_animate.motion import noise_schedule
+    from lib_animate.sampling.schedules import NoiseSchedule
+
+    ad = noise_schedule(load(mf.save(mf.sdxl_state("sdxl_beta"), str(tmp_path / "ad.safetensors"))))
+    hotshot = noise_schedule(load(mf.save(mf.sdxl_state("hotshot"), str(tmp_path / "hs.safetensors"))))
+    assert ad == NoiseSchedule("scaled_linear", 0.00085, 0.020)
+    assert hotshot == NoiseSchedule("scaled_linear", 0.00085, 0.012)
+    expected = torch.cumprod(1 - torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2, 0)
+    assert torch.equal(hotshot.alphas_cumprod(), expected)

@@ -196,3 +196,41 @@ def test_prompt_travel_replaces_each_frames_cond_by_its_keyframes_interpolation(
     assert torch.allclose(looped[6], (text_cond[4] + text_cond[0]) / 2, atol=1e-6) and not torch.allclose(got[6], looped[6])
     other = torch.randn(frames * 2, 3, 8)  # not this video's layout (e.g. a hires pass with other prompts)
     assert travel.conds(other) is other
+
+
+@pytest.mark.parametrize("method", ["slerp", "lerp"])
+def test_sdxl_conditioning_travels_per_token_and_only_in_the_pooled_part_of_the_vector(method):
+    """SDXL: {"crossattn": [F, tokens, dim], "vector": [F, pooled + size/crop]}. The cross-attention
+    travels per token like SD1's; of the vector only the pooled text embedding travels, the size/crop
+    embeddings stay exactly as they are (slerp over the whole vector would mix them in)."""
+    frames, pooled, sizes = 6, 5, 12
+    plan = interpolation_plan([0, 3], frames, closed_loop=False)
+    torch.manual_seed(0)
+    crossattn = torch.randn(frames, 4, 8)
+    size_part = torch.randn(1, sizes).expand(frames, sizes)  # equal in every frame, as the webui makes it
+    vector = torch.cat([torch.randn(frames, pooled), size_part], dim=1)
+    mask = torch.ones(frames, 1)
+    cond = {"crossattn": crossattn, "vector": vector, "extra": mask}
+
+    got = PromptTravel([0, 3], frames, closed_loop=False, method=method, pooled_width=pooled).conds(cond)
+
+    assert torch.equal(got["crossattn"], travel_conds([crossattn[0], crossattn[3]], plan, method))
+    assert torch.equal(got["vector"][:, :pooled], travel_conds([vector[0, :pooled], vector[3, :pooled]], plan, method))
+    assert torch.equal(got["vector"][:, pooled:], vector[:, pooled:])
+    assert got["extra"] is mask and set(got) == set(cond)
+    assert not torch.allclose(got["vector"][1, :pooled], vector[1, :pooled])  # it did travel
+    # what interpolating the whole vector would do to the size/crop part (the reason for the split)
+    whole = travel_conds([vector[0], vector[3]], plan, method)
+    if method == "slerp":
+        assert not torch.allclose(whole[1, pooled:], vector[1, pooled:], atol=1e-4)
+
+
+def test_sdxl_conditioning_of_another_layout_passes_and_a_missing_pooled_width_is_an_error():
+    frames = 4
+    travel = PromptTravel([0, 2], frames, closed_loop=False, method="slerp", pooled_width=3)
+    other = {"crossattn": torch.randn(frames * 2, 4, 8), "vector": torch.randn(frames * 2, 7)}
+    assert travel.conds(other) is other
+    cond = {"crossattn": torch.randn(frames, 4, 8), "vector": torch.randn(frames, 7)}
+    for width in (None, 0, 8):
+        with pytest.raises(InvalidInputError, match="pooled text embedding"):
+            PromptTravel([0, 2], frames, closed_loop=False, method="slerp", pooled_width=width).conds(cond)

@@ -96,7 +96,8 @@ FAMILIES: Tuple[Family, ...] = (
     # normalises the UNet's ResBlocks across frames and its temporal layer per frame.
     Family("sdxl_beta", "AnimateDiff SDXL beta (mm_sdxl_v10_beta)", True, False, 32, 32, False,
            "animatediff_sdxl", module_norm_across_frames=True),
-    Family("hotshotxl", "HotShot-XL", True, False, 24, 24, True, "animatediff_sd15"),
+    # HotShot-XL samples with SDXL's own schedule (see schedules.SDXL_CHECKPOINT for the source).
+    Family("hotshotxl", "HotShot-XL", True, False, 24, 24, True, "sdxl"),
 )
 
 # Files that share the motion-module key space but are something else.

@@ -22,7 +22,7 @@ clip's end.
 
 import re
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -173,20 +173,44 @@ class PromptTravel:
     Every frame's prompt is set to the prompt of its first keyframe (``plan[f][0]``), so the
     webui computes each keyframe's conditioning; at each step the frame rows are replaced by the
     interpolation between their two keyframes' rows.
+
+    SDXL's conditioning is a dict: ``crossattn`` (per token, interpolated like SD1's) and ``vector``,
+    the pooled text embedding (its first ``pooled_width`` columns, interpolated) followed by the
+    size/crop embeddings (kept as they are). Other entries pass through.
     """
 
-    def __init__(self, keyframe_indices: List[int], frames: int, closed_loop: bool, method: str):
+    def __init__(self, keyframe_indices: List[int], frames: int, closed_loop: bool, method: str,
+                 pooled_width: Optional[int] = None):
         self.indices = list(keyframe_indices)
         self.plan = interpolation_plan(self.indices, frames, closed_loop=closed_loop)
         self.method = method
         self.frames = frames
+        self.pooled_width = pooled_width
 
     def frame_keyframes(self) -> List[int]:
         """For every frame, the position (in the keyframe list) of the prompt it is given."""
         return [a for a, _, _ in self.plan]
 
-    def conds(self, text_cond: torch.Tensor) -> torch.Tensor:
+    def conds(self, text_cond: Union[torch.Tensor, Dict[str, torch.Tensor]]):
+        if isinstance(text_cond, dict):
+            return self._sdxl_conds(text_cond)
         if text_cond.shape[0] != self.frames:
             return text_cond  # not this video's layout (e.g. a hires pass with other prompts)
-        keyframe_conds = [text_cond[i] for i in self.indices]
-        return travel_conds(keyframe_conds, self.plan, self.method).to(text_cond.dtype)
+        return self._travel(text_cond)
+
+    def _travel(self, rows: torch.Tensor) -> torch.Tensor:
+        keyframe_conds = [rows[i] for i in self.indices]
+        return travel_conds(keyframe_conds, self.plan, self.method).to(rows.dtype)
+
+    def _sdxl_conds(self, cond: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        crossattn, vector = cond.get("crossattn"), cond.get("vector")
+        if crossattn is None or vector is None or crossattn.shape[0] != self.frames or vector.shape[0] != self.frames:
+            return cond
+        if self.pooled_width is None or not 0 < self.pooled_width <= vector.shape[1]:
+            raise InvalidInputError(f"prompt travel on SDXL needs the width of the pooled text embedding inside the "
+                                    f"{vector.shape[1]}-column vector conditioning (got {self.pooled_width})")
+        pooled, sizes = vector[:, :self.pooled_width], vector[:, self.pooled_width:]
+        out = dict(cond)
+        out["crossattn"] = self._travel(crossattn)
+        out["vector"] = torch.cat([self._travel(pooled), sizes], dim=1)
+        return out

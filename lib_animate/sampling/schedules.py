@@ -98,12 +98,17 @@ SD15_ANIMATEDIFF = NoiseSchedule("linear", 0.00085, 0.012)
 SDXL_ANIMATEDIFF = NoiseSchedule("scaled_linear", 0.00085, 0.020)
 ANIMATE_ANYONE = NoiseSchedule("linear", 0.00085, 0.012, zero_terminal_snr=True, prediction="v")
 SD15_CHECKPOINT = NoiseSchedule("scaled_linear", 0.00085, 0.012)  # what SD1.x checkpoints were trained with
+# SDXL base's own schedule (sgm's LegacyDDPMDiscretization, the diffusers scheduler config of SDXL).
+# HotShot-XL trains and samples with it: its fine_tune.py and inference.py take the scheduler from
+# the hub repo's config (built from SDXL's) and never change its betas.
+SDXL_CHECKPOINT = NoiseSchedule("scaled_linear", 0.00085, 0.012)
 
 SCHEDULES = MappingProxyType({
     "animatediff_sd15": SD15_ANIMATEDIFF,
     "animatediff_sdxl": SDXL_ANIMATEDIFF,
     "animate_anyone": ANIMATE_ANYONE,
     "sd15": SD15_CHECKPOINT,
+    "sdxl": SDXL_CHECKPOINT,
 })
 
 

@@ -30,7 +30,7 @@ from ...reference.pose_features import PoseFeatures
 from ...reference.reference_attention import ReferenceNet, without_memory_efficient_sdpa
 from ...reference.sampling_pass import animate_anyone_pass
 from ...sampling.schedules import ANIMATE_ANYONE, with_finite_terminal_snr
-from . import aa_sampler, low_vram
+from . import aa_sampler, low_vram, model_kind
 from ..api import infotext
 from .aa_inputs import PoseLimits, decode_image, encode_reference_latent, load_pose_clip, reference_keypoints
 from ..api.args import AA_DDIM
@@ -139,7 +139,8 @@ class AnimateAnyoneJob(VideoJob):
         from modules import devices, shared
 
         p, args = self.p, self.args
-        self._check_model("Animate Anyone (it reuses the checkpoint's VAE)")
+        model_kind.check_sd1_only(p.sd_model, "The Animate Anyone mode (it also reuses the checkpoint's VAE)")
+        self._check_no_unet_replacement()
         device = shared.device
         dtype = devices.dtype_unet
         self._hold_cache()

@@ -11,13 +11,14 @@ from typing import Any, List, Optional, Tuple
 
 import torch
 
+from ...errors import IncompatibleModelError
 from ...motion import apply_motion_loras, check_compatible, inject, noise_schedule
 from ...motion.lora import resolve_pairs
 from ...sampling.encode_chunks import chunked_encode
 from ...sampling.img2vid import blend_init_latents, img2vid_weights
 from ...sampling.prompt_travel import PromptTravel, is_travel_prompt, parse_travel_prompt
 from ..api import infotext
-from . import low_vram, video_inputs
+from . import low_vram, model_kind, video_inputs
 from .character import Character
 from .aa_inputs import PixelBudget, decode_image
 from ..controlnet.controlnet_bridge import ControlBridge
@@ -40,6 +41,7 @@ class AnimateDiffJob(VideoJob):
         self.bridge: Optional[ControlBridge] = None
         self.control_clips: List[Tuple[str, list]] = []  # control_maps: each per-frame unit's hints as a video
         self.character: Optional[Character] = None  # the character option (reference image + poses)
+        self.model_family: Optional[str] = None  # model_kind.SD1 or model_kind.SDXL
 
     @property
     def vid2vid(self) -> bool:
@@ -74,7 +76,10 @@ class AnimateDiffJob(VideoJob):
         from modules import devices
 
         p, args = self.p, self.args
-        self._check_model("AnimateDiff")
+        self.model_family = model_kind.check_for_animatediff(p.sd_model)
+        if self.character is not None:
+            model_kind.check_sd1_only(p.sd_model, "The character option")
+        self._check_no_unet_replacement()
         if self.is_img2img and not self.vid2vid and len(getattr(p, "init_images", None) or []) != 1:
             raise RequestError(f"img2vid needs exactly one init image (got {len(p.init_images or [])}); it becomes the first frame")
 
@@ -84,7 +89,11 @@ class AnimateDiffJob(VideoJob):
         self._hold_cache()
         # the CPU in the low-VRAM modes: the motion modules move with the UNet's blocks (low_vram.py)
         self.motion_model = self.environment.cache.motion_module(path, low_vram.weights_device(p.sd_model), devices.dtype_unet)
-        check_compatible(unet, self.motion_model)
+        try:
+            check_compatible(unet, self.motion_model)
+        except IncompatibleModelError as e:
+            raise RequestError(f"{e} (loaded checkpoint: '{model_kind.checkpoint_name(p.sd_model)}', "
+                               f"{model_kind.describe(p.sd_model)})") from e
         length = self._context_windows(args.context_length or self.motion_model.max_frames,
                                        self.motion_model.max_frames, self.motion_model.name)
         self._prepare_motion()
@@ -116,7 +125,10 @@ class AnimateDiffJob(VideoJob):
         travel = parse_travel_prompt(p.all_prompts[0], frames)
         args = self.args
         loop = args.closed_loop if args.prompt_travel_loop is None else args.prompt_travel_loop
-        self.travel = PromptTravel(travel.indices, frames, loop, args.prompt_interpolation)
+        pooled_width = None
+        if self.model_family == model_kind.SDXL:
+            pooled_width = model_kind.sdxl_pooled_width(p.sd_model)
+        self.travel = PromptTravel(travel.indices, frames, loop, args.prompt_interpolation, pooled_width)
         keyframe_prompts = travel.prompts()
         per_frame = [keyframe_prompts[a] for a in self.travel.frame_keyframes()]
         p.all_prompts = per_frame * p.n_iter

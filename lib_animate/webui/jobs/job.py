@@ -369,13 +369,9 @@ class VideoJob:
             raise RequestError(f"the hires pass on another checkpoint ('{hires}') swaps the model in the middle of the job, "
                                f"which a video job cannot follow; use 'Use same checkpoint'")
 
-    def _check_model(self, what: str) -> None:
+    def _check_no_unet_replacement(self) -> None:
         from modules import sd_unet
 
-        sd_model = self.p.sd_model
-        if not getattr(sd_model, "is_sd1", False):
-            kind = "SDXL" if getattr(sd_model, "is_sdxl", False) else "SD2" if getattr(sd_model, "is_sd2", False) else "not SD1.x"
-            raise RequestError(f"{what} needs an SD1.x checkpoint; the loaded checkpoint is {kind}")
         if getattr(sd_unet, "current_unet", None) is not None:
             raise RequestError("an SD UNet replacement (e.g. TensorRT) is active; it would bypass the motion modules. Set 'SD Unet' to None.")
 
