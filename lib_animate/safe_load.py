@@ -8,7 +8,7 @@ so this module calls ``torch.serialization.load`` -- the unpatched original -- d
 import os
 import pickle
 import zipfile
-from typing import Dict
+from typing import Dict, List, Optional
 
 import torch
 
@@ -46,6 +46,27 @@ def load_state_dict(path: str, what: str = "weights") -> Dict[str, torch.Tensor]
     else:
         data = _load_pickle(path, what)
     return _flatten(data, path, what)
+
+
+def read_keys(path: str) -> Optional[List[str]]:
+    """The tensor names in ``path`` without reading the tensors, or None when that is not cheap or
+    not possible (a legacy, non-zip pickle; an unreadable file). For listings: never raises.
+
+    safetensors: the header only. Zip pickles: the weights-only unpickler with the storages
+    memory-mapped, so the tensor bytes are not read.
+    """
+    try:
+        if path.lower().endswith(SAFETENSORS_SUFFIXES):
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt", device="cpu") as f:
+                return list(f.keys())
+        if not zipfile.is_zipfile(path):
+            return None
+        data = torch.serialization.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return list(_flatten(data, path, "weights"))
+    except Exception:  # a listing shows the file anyway; loading it gives the real error
+        return None
 
 
 def _load_safetensors(path: str, what: str):

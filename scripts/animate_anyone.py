@@ -10,10 +10,11 @@ from lib_animate.webui import settings
 from lib_animate.webui.jobs import aa_sampler
 from lib_animate.webui.jobs import job as video_job
 from lib_animate.webui.ui import accordion as video_ui
-from lib_animate.webui.ui import xyz_axes
+from lib_animate.webui.ui import module_list, xyz_axes
 
 EXTENSION_DIR = scripts.basedir()
 environment = video_job.Environment(EXTENSION_DIR)
+module_dropdowns = module_list.ModuleDropdowns(lambda: environment.library())  # follow the checkpoint dropdown
 
 
 class AnimateAnyoneScript(scripts.Script):
@@ -25,7 +26,7 @@ class AnimateAnyoneScript(scripts.Script):
 
     def ui(self, is_img2img):
         settings_now = environment.settings()
-        return video_ui.build(self, is_img2img, environment.library(settings_now), settings_now)
+        return video_ui.build(self, is_img2img, environment.library(settings_now), settings_now, module_dropdowns)
 
     def before_process(self, p, *args):
         video_job.begin(p, args, environment, self.is_img2img, lambda values: video_ui.values_to_dict(values, self.is_img2img))
@@ -44,6 +45,7 @@ class AnimateAnyoneScript(scripts.Script):
 aa_sampler.register()  # "Animate Anyone (DDIM)" in the sampler lists (before the UI is built)
 script_callbacks.on_script_unloaded(aa_sampler.unregister)
 script_callbacks.on_cfg_denoiser(video_job.on_cfg_denoiser)
+script_callbacks.on_after_component(module_dropdowns)
 settings.register(shared)  # now: the API needs the options also when no UI is built (--nowebui)
 script_callbacks.on_ui_settings(lambda: settings.register(shared))
 # X/Y/Z plot axes for our fields: added before the UI copies the plot's axis list (idempotent)

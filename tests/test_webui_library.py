@@ -106,3 +106,80 @@ def test_changes_of_the_cache_from_other_threads_wait_for_a_load_in_progress(mod
     events.append("offloaded")
     loader.join(5)
     assert events == ["loaded", "offloaded"] and not cache.cached
+
+
+def _family_library(tmp_path):
+    """Real motion-module files in the published formats: SD1.5 (original naming, .safetensors and a zip
+    .ckpt), AD-SDXL (.ckpt), HotShot-XL (native naming), and one file whose family cannot be read."""
+    import torch
+
+    from tests.support import motion_files as mf
+
+    folder = tmp_path / "mm"
+    folder.mkdir()
+    mf.save(mf.original_state("v3"), str(folder / "v3_sd15_mm.safetensors"))
+    torch.save(mf.original_state("v2"), str(folder / "mm_sd_v15_v2.ckpt"))
+    torch.save(mf.sdxl_state("sdxl_beta"), str(folder / "mm_sdxl_v10_beta.ckpt"))
+    mf.save(mf.to_hotshot_naming(mf.sdxl_state("hotshot")), str(folder / "hsxl_temporal_layers.safetensors"))
+    torch.save(mf.original_state("v1"), str(folder / "legacy.pth"), _use_new_zipfile_serialization=False)
+    return MotionLibrary([str(folder)]), folder
+
+
+def test_the_listing_keeps_the_modules_made_for_the_checkpoints_family(tmp_path):
+    from lib_animate.webui.jobs.model_kind import SD1, SDXL
+
+    lib, folder = _family_library(tmp_path)
+    every = lib.modules()
+    assert set(every) == {"v3_sd15_mm.safetensors", "mm_sd_v15_v2.ckpt", "mm_sdxl_v10_beta.ckpt",
+                          "hsxl_temporal_layers.safetensors", "legacy.pth"}
+    # a legacy (non-zip) pickle cannot be read without loading it: listed for both families
+    assert lib.modules(SD1) == ["v3_sd15_mm.safetensors", "legacy.pth", "mm_sd_v15_v2.ckpt"]
+    assert lib.modules(SDXL) == ["hsxl_temporal_layers.safetensors", "legacy.pth", "mm_sdxl_v10_beta.ckpt"]
+    assert lib.module_path("", SDXL)[0] == "hsxl_temporal_layers.safetensors"
+    assert lib.module_path("", SD1)[0] == "v3_sd15_mm.safetensors"
+    # an explicit name is resolved whatever its family (the job then names both on a mismatch)
+    assert lib.module_path("mm_sdxl_v10_beta.ckpt", SD1)[0] == "mm_sdxl_v10_beta.ckpt"
+
+
+def test_family_detection_reads_names_only_and_is_remembered_per_file(tmp_path, monkeypatch):
+    import lib_animate.webui.jobs.library as library_module
+    from lib_animate.webui.jobs.model_kind import SDXL
+
+    lib, folder = _family_library(tmp_path)
+    calls = []
+    real = library_module.read_keys
+    monkeypatch.setattr(library_module, "read_keys", lambda path: calls.append(path) or real(path))
+    lib.modules(SDXL)
+    lib.modules(SDXL)
+    assert len(calls) == 5  # once per file
+    os.utime(folder / "mm_sdxl_v10_beta.ckpt", ns=(1, 1))  # a changed file is read again
+    lib.modules(SDXL)
+    assert len(calls) == 6
+
+
+def test_no_module_for_the_checkpoints_family_says_which_files_would_fit(tmp_path):
+    from tests.support import motion_files as mf
+    from lib_animate.webui.jobs.model_kind import SDXL
+
+    folder = tmp_path / "mm"
+    folder.mkdir()
+    mf.save(mf.original_state("v3"), str(folder / "v3_sd15_mm.safetensors"))
+    with pytest.raises(AnimateError, match="no motion module for SDXL checkpoints found.*mm_sdxl_v10_beta.ckpt"):
+        MotionLibrary([str(folder)]).module_path("", SDXL)
+
+
+def test_read_keys_reads_headers_and_zip_pickles_without_the_tensors(tmp_path):
+    import torch
+
+    from lib_animate.safe_load import read_keys
+
+    state = {"a.weight": torch.zeros(2, 2), "b.bias": torch.ones(3)}
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "x.safetensors"))
+    torch.save({"state_dict": state}, str(tmp_path / "x.ckpt"))
+    torch.save(state, str(tmp_path / "old.pt"), _use_new_zipfile_serialization=False)
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00\x01")
+    assert sorted(read_keys(str(tmp_path / "x.safetensors"))) == ["a.weight", "b.bias"]
+    assert sorted(read_keys(str(tmp_path / "x.ckpt"))) == ["a.weight", "b.bias"]
+    assert read_keys(str(tmp_path / "old.pt")) is None and read_keys(str(tmp_path / "broken.safetensors")) is None

@@ -267,6 +267,17 @@ def detect(state: Dict[str, torch.Tensor], path: str) -> Tuple[MotionSpec, Dict[
     return spec, tensors
 
 
+def is_sdxl_module(keys) -> Optional[bool]:
+    """From the tensor names alone: True for an SDXL motion module (3 down levels), False for SD1.5
+    (4), None when the names are not a motion module's (or a motion LoRA's) at all."""
+    deepest = -1
+    for key in keys:
+        m = _MODULE_KEY.match(key)
+        if m and m.group("block").startswith("down_blocks."):
+            deepest = max(deepest, int(m.group("block").split(".")[1]))
+    return {2: True, 3: False}.get(deepest)
+
+
 def _family_for(sdxl: bool, mid: bool, pe: Optional[int], naming: str, name: str) -> Family:
     if naming == "hotshot":
         return next(f for f in FAMILIES if f.version == "hotshotxl")

@@ -84,7 +84,7 @@ class AnimateDiffJob(VideoJob):
             raise RequestError(f"img2vid needs exactly one init image (got {len(p.init_images or [])}); it becomes the first frame")
 
         library = self.environment.library(self.settings)
-        self.motion_module_name, path = library.module_path(args.motion_module)
+        self.motion_module_name, path = library.module_path(args.motion_module, self.model_family)
         unet = p.sd_model.model.diffusion_model
         self._hold_cache()
         # the CPU in the low-VRAM modes: the motion modules move with the UNet's blocks (low_vram.py)

@@ -37,7 +37,7 @@ from ..settings import Settings, read as read_settings
 from . import outputs
 from .denoiser import WindowedInnerModel, WindowSchedule, rows_of
 from .initial_noise import FreeInitPasses, freenoise_transform, on_first_draw
-from .library import MotionLibrary, WeightsCache
+from .library import ModuleFamilies, MotionLibrary, WeightsCache
 from .model_state import ModelState
 
 JOB_ATTRIBUTE = "animate_anyone_job"
@@ -51,6 +51,7 @@ class Environment:
     def __init__(self, extension_dir: str):
         self.extension_dir = extension_dir
         self.cache = WeightsCache()
+        self.module_families = ModuleFamilies()  # which checkpoint family each motion-module file is for
 
     def settings(self) -> Settings:
         from modules import paths, shared
@@ -61,7 +62,7 @@ class Environment:
         from modules import paths
 
         settings = settings or self.settings()
-        return MotionLibrary([settings.motion_dir, os.path.join(paths.models_path, "AnimateDiff")])
+        return MotionLibrary([settings.motion_dir, os.path.join(paths.models_path, "AnimateDiff")], self.module_families)
 
 
 def of(p) -> Optional["VideoJob"]:

@@ -17,9 +17,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ...motion import MotionModel, load, load_motion_lora
+from ...motion.formats import is_sdxl_module
 from ...motion.lora import MotionLoRA
-from ...safe_load import SAFETENSORS_SUFFIXES, WEIGHT_SUFFIXES
+from ...safe_load import SAFETENSORS_SUFFIXES, WEIGHT_SUFFIXES, read_keys
 from ..errors import RequestError
+from .model_kind import SD1, SDXL
 
 LORA_SUBFOLDER = "lora"
 
@@ -39,19 +41,54 @@ def _listing(folder: str, recursive: bool, skip: Tuple[str, ...] = ()) -> List[s
     return sorted(found, key=lambda rel: (not rel.lower().endswith(SAFETENSORS_SUFFIXES), rel.lower()))
 
 
+class ModuleFamilies:
+    """Which checkpoint family (``model_kind.SD1`` / ``SDXL``) each motion-module file is for, read from
+    its tensor names only and remembered per file identity (path, size, mtime) for the process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._known: Dict[Tuple, Optional[str]] = {}
+
+    def of(self, path: str) -> Optional[str]:
+        """The family, or None when the names do not tell (e.g. a legacy pickle)."""
+        try:
+            key = _file_key(path)
+        except OSError:
+            return None
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+        keys = read_keys(path)
+        sdxl = is_sdxl_module(keys) if keys is not None else None
+        family = None if sdxl is None else (SDXL if sdxl else SD1)
+        with self._lock:
+            self._known[key] = family
+        return family
+
+
 class MotionLibrary:
     """The motion-module folders of one webui installation."""
 
-    def __init__(self, folders: List[str]):
+    def __init__(self, folders: List[str], families: Optional[ModuleFamilies] = None):
         self.folders = [os.path.abspath(f) for f in folders if f]
+        self.families = families or ModuleFamilies()
 
-    def modules(self) -> List[str]:
+    def modules(self, family: Optional[str] = None) -> List[str]:
+        """Every motion module's name; with ``family`` (the loaded checkpoint's) only those made for
+        it, plus those whose family the file names cannot tell."""
         names: List[str] = []
         for folder in self.folders:
             for rel in _listing(folder, recursive=True, skip=(LORA_SUBFOLDER,)):
-                if rel not in names:
+                if rel not in names and (family is None or self.family_of(rel) in (family, None)):
                     names.append(rel)
         return names
+
+    def family_of(self, name: str) -> Optional[str]:
+        for folder in self.folders:
+            path = os.path.join(folder, *name.split("/"))
+            if os.path.isfile(path):
+                return self.families.of(path)
+        return None
 
     def loras(self) -> List[str]:
         names: List[str] = []
@@ -76,17 +113,19 @@ class MotionLibrary:
         shown = ", ".join(available[:10]) if available else "none"
         raise RequestError(f"{kind} '{name}' was not found in {where}. Available: {shown}.")
 
-    def module_path(self, name: str) -> Tuple[str, str]:
-        """(name, path) of the motion module ``name``, or of the first one found for ""."""
+    def module_path(self, name: str, family: Optional[str] = None) -> Tuple[str, str]:
+        """(name, path) of the motion module ``name``, or for "" of the first one found that fits
+        ``family`` (the loaded checkpoint's)."""
         available = self.modules()
         if not name:
-            if not available:
+            fitting = self.modules(family) if family else available
+            if not fitting:
                 where = " or ".join(f"'{f}'" for f in self.folders)
-                raise RequestError(
-                    f"no motion module found; put a motion module file (e.g. mm_sd_v15_v2.ckpt or "
-                    f"v3_sd15_mm.ckpt) into {where}"
-                )
-            name = available[0]
+                examples = ("mm_sdxl_v10_beta.ckpt or hsxl_temporal_layers.safetensors" if family == SDXL
+                            else "mm_sd_v15_v2.ckpt or v3_sd15_mm.ckpt")
+                kind = f" for {family} checkpoints" if family and available else ""
+                raise RequestError(f"no motion module{kind} found; put a motion module file (e.g. {examples}) into {where}")
+            name = fitting[0]
         return name, self._resolve(name, "", "motion module", available)
 
     def lora_path(self, name: str) -> str:

@@ -70,6 +70,22 @@ def family(sd_model) -> Optional[str]:
     return None
 
 
+def checkpoint_file_family(path: str) -> Optional[str]:
+    """``SD1`` / ``SDXL`` from a checkpoint file's tensor names (not loaded), None when they do not tell
+    or the file is of another kind (SD2, a refiner, a legacy pickle)."""
+    from ...safe_load import read_keys
+
+    keys = read_keys(path)
+    if not keys:
+        return None
+    names = set(keys)
+    if any(k.startswith("conditioner.embedders.1.") for k in names):  # SDXL base: CLIP-L + OpenCLIP bigG
+        return SDXL
+    if any(k.startswith("cond_stage_model.transformer.") for k in names):  # SD1: CLIP-L (SD2: ...model.)
+        return SD1
+    return None
+
+
 def check_for_animatediff(sd_model) -> str:
     """The AnimateDiff mode runs on SD1.x and SDXL checkpoints; returns the family."""
     found = family(sd_model)

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from ..api.args import (AA_DDIM, CONTEXT_SCHEDULES, FITS, FORMATS, FREEINIT_FILTERS, FUSIONS, INTERPOLATIONS, MODES, NOISE_INITS,
                         NOISE_SCHEDULES, POSE_SOURCES, REFERENCE_NOISES, AnimateArgs)
 from ..api.infotext import pasted_fields
+from . import module_list
 
 MOTION_LORA_ROWS = 3
 NO_LORA = "None"
@@ -109,14 +110,14 @@ def values_to_dict(values: Sequence[Any], is_img2img: bool) -> Dict[str, Any]:
     return named
 
 
-def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
+def build(script, is_img2img: bool, library, settings=None, module_dropdowns=None) -> List[Any]:
     import gradio as gr
     from modules.ui_components import FormRow, InputAccordion, ToolButton
 
     defaults = AnimateArgs()
     if settings is not None:  # the accordion's defaults from Settings (the API keeps the documented ones)
         defaults.frames, defaults.fps, defaults.formats = settings.default_frames, settings.default_fps, list(settings.default_formats)
-    modules = library.modules()
+    modules = library.modules(module_list.selected_family())  # those made for the selected checkpoint
     loras = [NO_LORA] + library.loras()
 
     def eid(name):
@@ -128,6 +129,8 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
         with FormRow():
             motion_module = gr.Dropdown(label="Motion module", choices=modules, value=modules[0] if modules else None, elem_id=eid("motion_module"))
             refresh = ToolButton(value="\U0001f504", elem_id=eid("refresh"), tooltip="Rescan the motion module folders")
+        if module_dropdowns is not None:  # follows the checkpoint dropdown
+            module_dropdowns.add(motion_module)
         with FormRow():
             frames = gr.Slider(label="Frames (0 = as many as the control / init video)", minimum=0, maximum=256, step=1,
                                value=defaults.frames, elem_id=eid("frames"))
@@ -208,7 +211,7 @@ def build(script, is_img2img: bool, library, settings=None) -> List[Any]:
         animate_anyone_components = [] if is_img2img else _animate_anyone_section(eid, defaults)
 
     def rescan():
-        modules_now = library.modules()
+        modules_now = library.modules(module_list.selected_family())
         loras_now = [NO_LORA] + library.loras()
         return [gr.Dropdown.update(choices=modules_now)] + [gr.Dropdown.update(choices=loras_now) for _ in range(MOTION_LORA_ROWS)]
 
