@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import webui_env
 from tests.support.browser import artifact_path, browser, page  # noqa: F401  (fixtures)
-from tests.support.webui_server import WebuiServer
+from tests.support.webui_server import WebuiServer, with_checkpoint
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -58,6 +58,15 @@ def webui(webui_checkout, tmp_path_factory):
     flags or env vars use ``webui.temporarily(extra_args=..., extra_env=...)``, which restores it."""
     data_dir = os.environ.get("WEBUI_DATA_DIR") or tmp_path_factory.mktemp("webui-data")
     yield from serve(webui_env.prepare_data_dir(webui_checkout, data_dir), "webui-server.log")
+
+
+@pytest.fixture
+def webui_sdxl(webui):
+    """The session's webui with the tiny random SDXL checkpoint (``tiny-sdxl``) loaded for the test;
+    the checkpoint selected before (``tiny-sd15``) is loaded again afterwards. Switching takes a second
+    or two on the CPU each way."""
+    with with_checkpoint(webui, webui_env.SDXL_CHECKPOINT_NAME):
+        yield webui
 
 
 @pytest.fixture(scope="session")

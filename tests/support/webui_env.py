@@ -6,7 +6,8 @@ Two sides live in this file:
 * the webui's own Python runs this file as a script (``python webui_env.py build-assets ...``)
   to write the offline files: CLIP tokenizer/config files derived from the BPE vocabulary that
   ships inside open-clip-torch, and a tiny random-weight SD1 checkpoint built from the webui's
-  own ``configs/v1-inference.yaml`` (so its keys are exactly what the webui loads).
+  own ``configs/v1-inference.yaml`` (so its keys are exactly what the webui loads), and a tiny
+  random-weight SDXL checkpoint (``sdxl_assets.py``).
 
 Only the standard library is imported at module level so that both Pythons can load it.
 Generated files are cached per webui commit and per version of this file (see ``cache_root``).
@@ -30,6 +31,7 @@ EXTENSION_NAME = "sd-webui-animate-anyone"
 FAILURE_INJECTION_EXTENSION = REPO_ROOT / "tests" / "support" / "failure_injection"
 LOWVRAM_PROBE_EXTENSION = REPO_ROOT / "tests" / "support" / "lowvram_probe"
 CHECKPOINT_NAME = "tiny-sd15"
+SDXL_CHECKPOINT_NAME = "tiny-sdxl"  # also in models/Stable-diffusion; tests select it (see webui_server.with_checkpoint)
 CLIP_REPO = "openai/clip-vit-large-patch14"
 EXPECTED_COMMIT = "82a973c04367123ae98bd9abdf80d9eda9b910e2"  # v1.10.1
 SETUP_HINT = "see tests/e2e/README.md"
@@ -56,6 +58,7 @@ class PreparedWebui:
     hf_home: Path
     checkpoint: Path
     extension_link: Path
+    sdxl_checkpoint: Path = None
 
     def env(self):
         """Environment for the webui process: offline hub, our HF cache, nothing inherited that alters imports."""
@@ -117,13 +120,19 @@ def cache_root():
     return Path(xdg) / "animate-anyone-e2e"
 
 
+RECIPE_FILES = (Path(__file__).resolve(), Path(__file__).resolve().with_name("sdxl_assets.py"))
+
+
 def _recipe_hash():
-    # Any edit of this file (the recipe) gives a new cache entry.
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    # Any edit of the recipe (this file or the SDXL part) gives a new cache entry.
+    digest = hashlib.sha256()
+    for path in RECIPE_FILES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def ensure_assets(checkout, cache_dir=None):
-    """The cached folder with ``hf/``, ``tiny-clip/`` and the tiny checkpoint + yaml; built on first use."""
+    """The cached folder with ``hf/``, ``tiny-clip/`` and the tiny SD1 and SDXL checkpoints + yamls; built on first use."""
     cache_dir = Path(cache_dir) if cache_dir else cache_root()
     final = cache_dir / f"webui-{checkout.commit[:12]}-{_recipe_hash()}"
     if (final / "DONE").is_file():
@@ -192,8 +201,19 @@ def prepare_data_dir(checkout, data_dir, cache_dir=None, controlnet=None):
     assets = ensure_assets(checkout, cache_dir)
     data_dir = Path(data_dir).resolve()
     models = data_dir / "models" / "Stable-diffusion"
-    for suffix in (".safetensors", ".yaml"):  # the same-named .yaml is the config the webui uses
-        _link(assets / (CHECKPOINT_NAME + suffix), models / (CHECKPOINT_NAME + suffix))
+    # The same-named .yaml is the config the webui uses. The webui starts with tiny-sd15 whatever else is
+    # there: WebuiServer passes --ckpt, which v1.10.1 writes into opts.sd_model_checkpoint at startup
+    # (modules/sd_models.py list_models), over what config.json says.
+    for name in (CHECKPOINT_NAME, SDXL_CHECKPOINT_NAME):
+        for suffix in (".safetensors", ".yaml"):
+            _link(assets / (name + suffix), models / (name + suffix))
+    # Live previews of an SDXL job load models/VAE-approx/vaeapprox-sdxl.pt (modules/sd_vae_approx.py:
+    # <data-dir>/models first, then the webui's models/) and download it when it is missing, which fails
+    # offline with a 500. The webui ships only the SD1 one, model.pt; an SDXL latent has the same 4
+    # channels, so that file (same VAEApprox architecture, other coefficients) stands in for it.
+    approx = checkout.root / "models" / "VAE-approx" / "model.pt"
+    if approx.is_file():
+        _link(approx, data_dir / "models" / "VAE-approx" / "vaeapprox-sdxl.pt")
     extension_link = data_dir / "extensions" / EXTENSION_NAME
     _link(REPO_ROOT, extension_link)
     # test-only: a marker in the prompt makes a sampling step raise (tests/support/failure_injection)
@@ -209,7 +229,8 @@ def prepare_data_dir(checkout, data_dir, cache_dir=None, controlnet=None):
         controlnet_files.write_models(data_dir / "models" / "ControlNet")
     (data_dir / "logs").mkdir(exist_ok=True)
     return PreparedWebui(checkout=checkout, data_dir=data_dir, hf_home=assets / "hf",
-                         checkpoint=models / (CHECKPOINT_NAME + ".safetensors"), extension_link=extension_link)
+                         checkpoint=models / (CHECKPOINT_NAME + ".safetensors"), extension_link=extension_link,
+                         sdxl_checkpoint=models / (SDXL_CHECKPOINT_NAME + ".safetensors"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,9 +373,13 @@ def main(argv=None):
     build.add_argument("--out", required=True, type=Path, help="folder to write into")
     build.add_argument("--final", type=Path, help="folder the output will be moved to (paths inside the yaml); default --out")
     args = parser.parse_args(argv)
-    out = args.out.resolve()
+    out, final, webui = args.out.resolve(), (args.final or args.out).resolve(), args.webui.resolve()
     write_clip_files(out)
-    build_checkpoint(args.webui.resolve(), out, (args.final or out).resolve())
+    build_checkpoint(webui, out, final)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: tests.support is not a package here
+    import sdxl_assets
+
+    sdxl_assets.build(webui, out, final, final / "tiny-clip", SDXL_CHECKPOINT_NAME, SEED)
 
 
 if __name__ == "__main__":

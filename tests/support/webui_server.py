@@ -6,6 +6,8 @@
     with server.temporarily(extra_args=["--hide-ui-dir-config"]):
         ...                                     # restarted with the variable, restored afterwards
     server.stop()
+    with with_checkpoint(server, "tiny-sdxl"):   # another checkpoint of models/Stable-diffusion
+        ...                                     # the previous one is selected again afterwards
 
 The server gets its own process group, so ``stop()`` ends the launcher and every child it started.
 """
@@ -32,6 +34,8 @@ BASE_ARGS = (
 )
 STARTED_MARKER = "Startup time:"  # printed by webui.py once the UI, the API and app_started callbacks are set up
 READY_PATH = "/sdapi/v1/sd-models"
+MODEL_LOADED_MARKER = "Model loaded in"  # the last line of modules/sd_models.py load_model
+MODEL_FAILED_MARKER = "Stable diffusion model failed to load"
 
 
 def free_port():
@@ -140,6 +144,26 @@ class WebuiServer:
             time.sleep(0.5)
         raise WebuiStartupError(self._failure(f"the webui API did not answer within {self.startup_timeout:.0f} s"))
 
+    def wait_for_startup_model(self, timeout=300):
+        """Wait until the checkpoint the webui loads at startup is loaded. v1.10.1 loads it in a thread
+        after the API answers (modules/initialize.py); changing ``sd_model_checkpoint`` meanwhile runs a
+        second load beside it that does not take its lock, and the two break each other (the new model's
+        weights stay on the meta device) while the options POST still answers 200."""
+        if "--skip-load-model-at-start" in self.extra_args:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self._log_text()
+            if MODEL_LOADED_MARKER in text:
+                return
+            if MODEL_FAILED_MARKER in text:
+                raise WebuiStartupError(self._failure("the startup checkpoint failed to load"))
+            if self.proc is None or _exited(self.proc.pid):
+                raise WebuiStartupError(self._failure("the webui exited while it loaded the startup checkpoint"))
+            if time.monotonic() > deadline:
+                raise WebuiStartupError(self._failure(f"the startup checkpoint was not loaded within {timeout:.0f} s"))
+            time.sleep(0.2)
+
     def _failure(self, what):
         return f"{what} ({self.base_url}); log {self.log_path}, last lines:\n{self.log_tail()}"
 
@@ -212,3 +236,45 @@ class WebuiServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def current_checkpoint(server):
+    """The title of the checkpoint the webui has selected (``tiny-sd15.safetensors [0123456789]``)."""
+    response = server.get("/sdapi/v1/options")
+    assert response.ok, f"GET /sdapi/v1/options answered {response.status}: {response.text()[:2000]}"
+    return response.json()["sd_model_checkpoint"]
+
+
+def select_checkpoint(server, name, timeout=600):
+    """Load checkpoint ``name`` (its file name without extension, its file name or its title) and
+    return its title. v1.10.1 loads it inside the POST (the option's onchange), so it is active when
+    this returns; an unknown name is answered 500 ("model ... not found"). A failed load is not an
+    error answer (opts.set logs it and goes on), hence the check of what is selected afterwards."""
+    server.wait_for_startup_model()
+    response = server.post("/sdapi/v1/options", {"sd_model_checkpoint": name}, timeout=timeout)
+    assert response.ok, (f"selecting checkpoint {name!r} answered {response.status}: {response.text()[:2000]}\n"
+                         f"{server.log_tail(40)}")
+    title = current_checkpoint(server)
+    assert checkpoint_stem(title) == checkpoint_stem(name), f"asked for {name!r}, the webui has {title!r}"
+    return title
+
+
+def checkpoint_stem(name):
+    """``tiny-sdxl`` for ``tiny-sdxl``, ``tiny-sdxl.safetensors`` and ``tiny-sdxl.safetensors [0123456789]``."""
+    base = name.split(" [")[0]
+    for ext in (".safetensors", ".ckpt"):
+        if base.endswith(ext):
+            return base[:-len(ext)]
+    return base
+
+
+@contextlib.contextmanager
+def with_checkpoint(server, name):
+    """Run the block with checkpoint ``name`` loaded; the checkpoint selected before is loaded again
+    afterwards, also when the block fails. Yields the loaded checkpoint's title."""
+    previous = current_checkpoint(server)
+    try:
+        yield select_checkpoint(server, name)
+    finally:
+        if server.proc is not None:  # not when the block stopped the server
+            select_checkpoint(server, previous)
