@@ -210,7 +210,13 @@ def test_sdxl_conditioning_travels_per_token_and_only_in_the_pooled_part_of_the_
     size_part = torch.randn(1, sizes).expand(frames, sizes)  # equal in every frame, as the webui makes it
     vector = torch.cat([torch.randn(frames, pooled), size_part], dim=1)
     mask = torch.ones(frames, 1)
-    cond = {"crossattn": crossattn, "vector": vector, "extra": mask}
+
+    class ShapedDict(dict):  # the webui hands SDXL conds over as its prompt_parser.DictWithShape
+        @property
+        def shape(self):
+            return self["crossattn"].shape
+
+    cond = ShapedDict(crossattn=crossattn, vector=vector, extra=mask)
 
     got = PromptTravel([0, 3], frames, closed_loop=False, method=method, pooled_width=pooled).conds(cond)
 
@@ -218,6 +224,7 @@ def test_sdxl_conditioning_travels_per_token_and_only_in_the_pooled_part_of_the_
     assert torch.equal(got["vector"][:, :pooled], travel_conds([vector[0, :pooled], vector[3, :pooled]], plan, method))
     assert torch.equal(got["vector"][:, pooled:], vector[:, pooled:])
     assert got["extra"] is mask and set(got) == set(cond)
+    assert type(got) is ShapedDict and got.shape == crossattn.shape and cond["crossattn"] is crossattn  # a new dict
     assert not torch.allclose(got["vector"][1, :pooled], vector[1, :pooled])  # it did travel
     # what interpolating the whole vector would do to the size/crop part (the reason for the split)
     whole = travel_conds([vector[0], vector[3]], plan, method)

@@ -20,6 +20,7 @@ keyframe, or, with ``closed_loop``, travel from the last keyframe back to the fi
 clip's end.
 """
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -210,7 +211,7 @@ class PromptTravel:
             raise InvalidInputError(f"prompt travel on SDXL needs the width of the pooled text embedding inside the "
                                     f"{vector.shape[1]}-column vector conditioning (got {self.pooled_width})")
         pooled, sizes = vector[:, :self.pooled_width], vector[:, self.pooled_width:]
-        out = dict(cond)
+        out = copy.copy(cond)  # the same class: the webui's DictWithShape answers .shape, which its denoiser reads
         out["crossattn"] = self._travel(crossattn)
         out["vector"] = torch.cat([self._travel(pooled), sizes], dim=1)
         return out
