@@ -40,6 +40,34 @@ def motion_folder(webui) -> Path:
     return folder
 
 
+# SDXL modules for the tiny SDXL checkpoint (width 32), in their published formats: AD-SDXL in the
+# original naming as a zip .ckpt, HotShot-XL in its native naming
+AD_SDXL = "sdxl/mm_sdxl_tiny_beta.ckpt"
+AD_SDXL_ZERO = "sdxl/mm_sdxl_tiny_zero.safetensors"
+HOTSHOT = "sdxl/hsxl_tiny_temporal_layers.safetensors"
+HOTSHOT_ZERO = "sdxl/hsxl_tiny_zero.safetensors"
+
+
+def _zero_proj_out(state):
+    import torch
+
+    return {k: torch.zeros_like(v) if ".temporal_transformer.proj_out." in k else v for k, v in state.items()}
+
+
+def sdxl_motion_folder(webui) -> Path:
+    """motion_folder() plus the SDXL modules in its sdxl/ subfolder."""
+    import torch
+
+    folder = motion_folder(webui)
+    if not (folder / HOTSHOT_ZERO).exists():
+        (folder / "sdxl").mkdir(exist_ok=True)
+        torch.save(mf.sdxl_state("sdxl_beta", seed=31), str(folder / AD_SDXL))
+        mf.save(_zero_proj_out(mf.sdxl_state("sdxl_beta", seed=31)), str(folder / AD_SDXL_ZERO))
+        mf.save(mf.to_hotshot_naming(mf.sdxl_state("hotshot", seed=32)), str(folder / HOTSHOT))
+        mf.save(mf.to_hotshot_naming(_zero_proj_out(mf.sdxl_state("hotshot", seed=32))), str(folder / HOTSHOT_ZERO))
+    return folder
+
+
 def animate_anyone_release(webui) -> Path:
     """The Animate Anyone release's files (tiny random weights, published formats) in the webui's
     default weights folder, with a real tiny v2 motion module."""

@@ -12,39 +12,21 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from lib_animate.video import read_infotext, read_video
 from tests.e2e import animate_client as ac
-from tests.support import motion_files as mf
 from tests.support.webui_env import CHECKPOINT_NAME, SDXL_CHECKPOINT_NAME
 from tests.support.webui_server import with_checkpoint
 
 pytestmark = pytest.mark.e2e
 
-AD_SDXL = "sdxl/mm_sdxl_tiny_beta.ckpt"
-AD_SDXL_ZERO = "sdxl/mm_sdxl_tiny_zero.safetensors"
-HOTSHOT = "sdxl/hsxl_tiny_temporal_layers.safetensors"
-HOTSHOT_ZERO = "sdxl/hsxl_tiny_zero.safetensors"
-# the tiny SDXL UNet's widths (model_channels 32): modules of 32/64/128 channels fit it
+AD_SDXL, AD_SDXL_ZERO, HOTSHOT, HOTSHOT_ZERO = ac.AD_SDXL, ac.AD_SDXL_ZERO, ac.HOTSHOT, ac.HOTSHOT_ZERO
 PLAIN = dict(batch_size=8)
-
-
-def _zero_proj_out(state):
-    return {k: torch.zeros_like(v) if ".temporal_transformer.proj_out." in k else v for k, v in state.items()}
 
 
 @pytest.fixture(scope="module")
 def sdxl_modules(webui):
-    folder = ac.motion_folder(webui)  # the SD1 modules too (for the mismatch checks)
-    sdxl = folder / "sdxl"
-    if not (sdxl / "hsxl_tiny_zero.safetensors").exists():
-        sdxl.mkdir(exist_ok=True)
-        torch.save(mf.sdxl_state("sdxl_beta", seed=31), str(folder / AD_SDXL))
-        mf.save(_zero_proj_out(mf.sdxl_state("sdxl_beta", seed=31)), str(folder / AD_SDXL_ZERO))
-        mf.save(mf.to_hotshot_naming(mf.sdxl_state("hotshot", seed=32)), str(folder / HOTSHOT))
-        mf.save(mf.to_hotshot_naming(_zero_proj_out(mf.sdxl_state("hotshot", seed=32))), str(folder / HOTSHOT_ZERO))
-    return folder
+    return ac.sdxl_motion_folder(webui)
 
 
 @pytest.fixture(scope="module")

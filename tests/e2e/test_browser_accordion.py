@@ -146,3 +146,71 @@ def test_xyz_plot_with_an_axis_of_ours_in_the_ui(webui, page):
     assert width >= 128, width  # two 64 px cells side by side: the grid, not a single frame or a GIF
     assert not first.get_attribute("src").split("?")[0].endswith(".gif")
     assert not [e for e in errors if e != WEBUI_ACCORDION_ERROR], errors
+
+
+def dropdown_options(page, elem_id):
+    """The values a gr.Dropdown offers now (opened, read, closed)."""
+    page.locator(f"#{elem_id} input").click()
+    try:
+        page.locator(f"#{elem_id} li[data-value]").first.wait_for(state="visible", timeout=10_000)
+        return page.locator(f"#{elem_id} li[data-value]").evaluate_all("items => items.map(li => li.dataset.value)")
+    except PlaywrightTimeout:
+        return []  # not open (yet): the caller asks again
+    finally:
+        page.keyboard.press("Escape")
+
+
+def test_the_motion_module_list_follows_the_checkpoint(webui, page):
+    """SD1.5 modules for the SD1 checkpoint, SDXL modules once the quick-settings checkpoint dropdown
+    switches to the SDXL checkpoint, and back."""
+    from tests.support.webui_env import CHECKPOINT_NAME, SDXL_CHECKPOINT_NAME
+    from tests.support.webui_server import checkpoint_stem, current_checkpoint, with_checkpoint
+
+    ac.sdxl_motion_folder(webui)
+    modules = "script_txt2img_animate_anyone_motion_module"
+    with with_checkpoint(webui, CHECKPOINT_NAME):  # restored afterwards whatever the browser selected
+        errors = open_txt2img(page, webui, steps=2)
+        page.locator(f"#{ACCORDION} .label-wrap").first.click()
+
+        def offered_after(action, wanted):
+            action()
+            deadline = time.monotonic() + 120
+            while True:
+                values = dropdown_options(page, modules)
+                if wanted(values) or time.monotonic() > deadline:
+                    return values
+                time.sleep(1)
+
+        def pick_checkpoint(name):
+            # not choose(): the webui rewrites the value to the title with the hash once the model is loaded.
+            # Typing filters the options; the webui's own API says when the model has switched.
+            deadline = time.monotonic() + 120
+            while checkpoint_stem(current_checkpoint(webui)) != name:
+                assert time.monotonic() < deadline, f"the checkpoint dropdown did not switch to {name}"
+                box = page.locator("#setting_sd_model_checkpoint input")
+                box.click()
+                box.fill(name)
+                option = page.locator(f"#setting_sd_model_checkpoint li[data-value^='{name}']").first
+                try:
+                    option.wait_for(state="visible", timeout=3000)
+                    option.click()
+                except PlaywrightTimeout:
+                    pass
+                page.keyboard.press("Escape")
+                time.sleep(1)
+
+        def offered_after_choosing(checkpoint, wanted):
+            return offered_after(lambda: pick_checkpoint(checkpoint), wanted)
+
+        # the modules were written after the UI was built: rescan
+        sd1 = offered_after(lambda: page.click("#script_txt2img_animate_anyone_refresh"), lambda v: ac.MODULE in v)
+        assert ac.MODULE in sd1 and ac.V3_MODULE in sd1 and not any(v.startswith("sdxl/") for v in sd1), sd1
+
+        sdxl = offered_after_choosing(SDXL_CHECKPOINT_NAME, lambda v: ac.HOTSHOT in v)
+        assert {ac.AD_SDXL, ac.HOTSHOT} <= set(sdxl) and ac.MODULE not in sdxl and ac.V3_MODULE not in sdxl, sdxl
+        selected = page.locator(f"#{modules} input").input_value()
+        assert selected in sdxl, selected  # a selection that no longer fits is replaced by one that does
+        page.screenshot(path=str(artifact_path("accordion-03-sdxl-modules.png")), full_page=True)
+        back = offered_after_choosing(CHECKPOINT_NAME, lambda v: ac.MODULE in v)
+        assert ac.MODULE in back and ac.HOTSHOT not in back, back
+    assert not [e for e in errors if e != WEBUI_ACCORDION_ERROR], errors
