@@ -93,3 +93,35 @@ def test_animate_anyone_memory_benchmark_prints_a_flat_device_proxy():
     assert rows[6]["finite"] and rows[30]["finite"]  # the windowed call ran (a wrapped window at 30 frames)
     assert "peak_growth" not in result  # CPU: no allocator peak, no invented number
     assert "proxy" in bench_aa_memory.format_report(result)
+
+
+def test_the_sdxl_benchmarks_unet_is_sdxls_and_the_command_reports_finite_ratios(tmp_path):
+    """At full width the benchmark's ldm UNet in SDXL's layout (per-level transformer depths 2/10, the vector
+    embedding) has exactly the parameters of diffusers' SDXL base UNet, so the bare UNet costs what SDXL's
+    does; the tiny run reports a finite R_mm per family and writes its JSON."""
+    import diffusers
+    import torch
+
+    from tests.benchmarks import bench_motion_sdxl, run_all
+
+    with torch.device("meta"):
+        ours = bench_motion_sdxl.sdxl_unet()
+        sdxl = diffusers.UNet2DConditionModel(
+            sample_size=128, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), block_out_channels=(320, 640, 1280),
+            layers_per_block=2, cross_attention_dim=2048, transformer_layers_per_block=[1, 2, 10],
+            attention_head_dim=[5, 10, 20], use_linear_projection=True, addition_embed_type="text_time",
+            addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816)
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in sdxl.parameters()) == 2_567_463_684
+
+    cfg = bench_motion_sdxl.tiny_config(size=8, frames=2, tokens=5, iters=1, warmup=0, threads=1)
+    results = bench_motion_sdxl.run_benchmark(cfg, log=lambda message: None)
+    assert set(results["r_mm"]) == {"sdxl_beta", "hotshotxl"}
+    assert all(math.isfinite(r) and r > 0 for r in results["r_mm"].values())
+    assert results["memory"] == {}  # CPU: no peak-memory counter
+    path = tmp_path / "sdxl.json"
+    bench_motion.write_json(results, str(path))
+    assert json.loads(path.read_text())["r_mm"].keys() == {"sdxl_beta", "hotshotxl"}
+    assert "| + hotshotxl |" in bench_motion_sdxl.format_report(results)
+    assert run_all.parse_args(["--device", "cpu", "--only", "sdxl,aa_memory"])[3] == ("sdxl", "aa_memory")

@@ -73,3 +73,12 @@ def test_prompt_travel_splits_the_real_sdxl_vector_into_pooled_text_and_size_emb
     pooled = report["pooled"]
     assert pooled["vector_width"] == 2816 and pooled["pooled_width"] == 1280  # OpenCLIP bigG's pooled projection
     assert pooled["size_keys"] == ["original_size_as_tuple", "crop_coords_top_left", "target_size_as_tuple"]
+
+
+def test_sdxl_base_runs_animatediff_and_refiners_and_inpainting_models_are_refused(report):
+    base, refiner, inpaint = (report["kinds"][k] for k in ("base", "refiner", "inpaint"))
+    assert base["describe"] == "SDXL" and base["family"] == "SDXL" and base["animatediff"] == "SDXL"
+    assert "SD1.5 checkpoints only" in base["sd1_only"] and "AnimateDiff mode" in base["sd1_only"]
+    assert refiner["describe"] == "an SDXL refiner" and refiner["family"] is None  # told apart by its aesthetic score
+    assert refiner["animatediff"].startswith("refused:") and "sd_xl_refiner.yaml" in refiner["animatediff"]
+    assert inpaint["family"] is None and "9 input channels" in inpaint["animatediff"]

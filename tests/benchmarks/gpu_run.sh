@@ -6,6 +6,7 @@
 #                       .bench_base (two interleaved rounds, ~1.5 min)
 #   gpu_run.sh compile  bench_motion with the regionally compiled motion modules (~3-5 min, mostly compile)
 #   gpu_run.sh ab       only the before/after
+#   gpu_run.sh sdxl     R_mm on SDXL: AD-SDXL and HotShot-XL at 1024x1024, 2 x 16 frames (~2 min)
 # DEVICE=cpu PYTHON=.venv/bin/python SKIP_WHEELS=1 runs the same steps here on the CPU tiny configs
 # (a dry run of the script itself; numbers informational).
 set -uo pipefail
@@ -27,6 +28,10 @@ EXTRA=(); [ "$DEVICE" = cpu ] && EXTRA=(--threads 1)
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true
   "$PYTHON" -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__)"
 } > "$OUT/gpu.txt"
+if [ "${1:-}" = sdxl ]; then
+  "$PYTHON" -m tests.benchmarks.run_all --device "$DEVICE" "${EXTRA[@]}" --only sdxl --json "$OUT/bench_sdxl.json" 2>&1 | tee "$OUT/bench_sdxl.txt"
+  exit
+fi
 if [ "${1:-}" = compile ]; then
   "$PYTHON" -m tests.benchmarks.bench_motion --device "$DEVICE" "${EXTRA[@]}" --compile --versions v2 --no-memory \
     --json "$OUT/bench_compile.json" 2>&1 | tee "$OUT/bench_compile.txt"

@@ -1,6 +1,7 @@
 """Every benchmark in one process: motion-module overhead and the diffusers peer (bench_motion),
 reference attention (bench_reference), peak memory against frames (bench_memory), Animate
-Anyone's memory against frames (bench_aa_memory); one JSON.
+Anyone's memory against frames (bench_aa_memory), and on request R_mm on SDXL (bench_motion_sdxl,
+``--only sdxl``); one JSON.
 
     python -m tests.benchmarks.run_all --json OUT.json               # CUDA if present, else CPU tiny
     python -m tests.benchmarks.run_all --device cuda --compile --json "$OUT/bench.json"
@@ -23,7 +24,11 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from tests.benchmarks import bench_aa_memory, bench_memory, bench_motion, bench_reference
+from tests.benchmarks import bench_aa_memory, bench_memory, bench_motion, bench_motion_sdxl, bench_reference
+
+
+DEFAULT_SECTIONS = ("motion", "reference", "memory", "aa_memory")
+ALL_SECTIONS = DEFAULT_SECTIONS + ("sdxl",)  # sdxl: SDXL at 1024 x 1024 on CUDA, about 2 minutes more (gpu_run.sh sdxl)
 
 
 def _release(device: str) -> None:
@@ -32,7 +37,7 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def run_all(device: str, threads: Optional[int] = None, compile: bool = False, sections: Sequence[str] = ("motion", "reference", "memory", "aa_memory"),
+def run_all(device: str, threads: Optional[int] = None, compile: bool = False, sections: Sequence[str] = DEFAULT_SECTIONS,
             log=print, motion_overrides: Optional[dict] = None, reference_overrides: Optional[dict] = None,
             memory_frames: Optional[Sequence[int]] = None) -> Dict[str, object]:
     cuda = torch.device(device).type == "cuda"
@@ -68,6 +73,13 @@ def run_all(device: str, threads: Optional[int] = None, compile: bool = False, s
             }
             results["section_s"]["memory"] = time.perf_counter() - t0
             _release(device)
+        if "sdxl" in sections:
+            log("== SDXL motion modules ==")
+            t0 = time.perf_counter()
+            make = bench_motion_sdxl.full_config if cuda else bench_motion_sdxl.tiny_config
+            results["sdxl"] = bench_motion_sdxl.run_benchmark(make(device=device), log=log)
+            results["section_s"]["sdxl"] = time.perf_counter() - t0
+            _release(device)
         if "aa_memory" in sections:
             log("== Animate Anyone memory vs frames ==")
             t0 = time.perf_counter()
@@ -93,6 +105,8 @@ def format_report(results: Dict[str, object]) -> str:
     if "memory_vs_frames" in results:
         m = results["memory_vs_frames"]
         parts.append(bench_memory.format_report(m["result"], m["environment"], m["config"]))
+    if "sdxl" in results:
+        parts.append(bench_motion_sdxl.format_report(results["sdxl"]))
     if "aa_memory_vs_frames" in results:
         m = results["aa_memory_vs_frames"]
         parts.append(bench_aa_memory.format_report(m["result"], m["environment"], m["config"]))
@@ -106,14 +120,14 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads (CPU runs on a busy machine: 1)")
     p.add_argument("--compile", action="store_true", help="also time the regionally compiled motion modules")
-    p.add_argument("--only", help="comma-separated sections: motion, reference, memory, aa_memory (default: all)")
+    p.add_argument("--only", help=f"comma-separated sections: {', '.join(ALL_SECTIONS)} (default: {', '.join(DEFAULT_SECTIONS)})")
     p.add_argument("--json", dest="json_path", help="write every number of every section here")
     args = p.parse_args(argv)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda was requested but CUDA is not available")
-    sections = tuple(s.strip() for s in args.only.split(",")) if args.only else ("motion", "reference", "memory", "aa_memory")
-    unknown = [s for s in sections if s not in ("motion", "reference", "memory")]
+    sections = tuple(s.strip() for s in args.only.split(",")) if args.only else DEFAULT_SECTIONS
+    unknown = [s for s in sections if s not in ALL_SECTIONS]
     if unknown:
         p.error(f"unknown sections {unknown}")
     return device, args.threads, args.compile, sections, args.json_path

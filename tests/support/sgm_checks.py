@@ -202,6 +202,42 @@ def check_pooled_width(webui: Path) -> dict:
             "size_keys": [e.input_key for e in size_embedders]}
 
 
+def check_kinds(webui: Path) -> dict:
+    """What the jobs make of a base, a refiner and an inpainting SDXL model: the webui's flags
+    (modules/sd_models.py set_model_type) on a holder of the configs' real size/score embedders."""
+    from omegaconf import OmegaConf
+    from sgm.util import instantiate_from_config
+
+    from lib_animate.webui.errors import RequestError
+    from lib_animate.webui.jobs import model_kind
+
+    def model(config_name, **flags):
+        config = OmegaConf.load(webui / "repositories" / "generative-models" / "configs" / "inference" / config_name)
+        embedders = []
+        for spec in config.model.params.conditioner_config.params.emb_models:
+            if spec.input_key != "txt":
+                embedder = instantiate_from_config(spec)
+                embedder.input_key = spec.input_key
+                embedders.append(embedder)
+        info = SimpleNamespace(title=f"{config_name} [0123456789]")
+        return SimpleNamespace(conditioner=SimpleNamespace(embedders=embedders), sd_checkpoint_info=info,
+                               **dict(dict(is_sd1=False, is_sd2=False, is_sdxl=True, is_ssd=False, is_sd3=False,
+                                           is_sdxl_inpaint=False), **flags))
+
+    report = {}
+    for name, m in (("base", model("sd_xl_base.yaml")), ("refiner", model("sd_xl_refiner.yaml")),
+                    ("inpaint", model("sd_xl_base.yaml", is_sdxl_inpaint=True))):
+        entry = {"describe": model_kind.describe(m), "family": model_kind.family(m)}
+        for check, run in (("animatediff", lambda: model_kind.check_for_animatediff(m)),
+                           ("sd1_only", lambda: model_kind.check_sd1_only(m, "The Animate Anyone mode"))):
+            try:
+                entry[check] = run()
+            except RequestError as e:
+                entry[check] = f"refused: {e}"
+        report[name] = entry
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--webui", required=True, type=Path)
@@ -211,7 +247,7 @@ def main(argv=None):
     _paths(webui)
     with tempfile.TemporaryDirectory() as tmp:
         report = {"families": check_families(webui, Path(tmp)), "schedule": check_schedule(),
-                  "pooled": check_pooled_width(webui)}
+                  "pooled": check_pooled_width(webui), "kinds": check_kinds(webui)}
     args.out.write_text(json.dumps(report, indent=2))
 
 
