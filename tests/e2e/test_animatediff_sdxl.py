@@ -124,11 +124,21 @@ def _png_b64(color):
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_img2vid_and_hires_fix_on_sdxl(webui, on_sdxl):
+def test_img2vid_vid2vid_and_hires_fix_on_sdxl(webui, on_sdxl):
     red = _png_b64((200, 40, 40))
     data = ac.ok(webui, ac.payload({"enable": True, "motion_module": AD_SDXL, "frames": 8, "formats": []},
                                    init_images=[red], denoising_strength=0.5), path="/sdapi/v1/img2img")
     assert len(ac.frames_of(data)) == 8
+    # video to video: each frame its own init image (encoded in chunks by sgm's VAE)
+    bars = []
+    for i in range(8):
+        frame = np.full((64, 64, 3), 30, dtype=np.uint8)
+        frame[:, 8 * i:8 * i + 8] = 220
+        bars.append(frame)
+    vid2vid = ac.ok(webui, ac.payload({"enable": True, "motion_module": HOTSHOT, "frames": 8, "formats": [],
+                                       "init_video": ac.lossless_mp4(bars)},
+                                      init_images=[red], denoising_strength=0.5), path="/sdapi/v1/img2img")
+    assert len(ac.frames_of(vid2vid)) == 8 and vid2vid["info"]["animate_anyone"]["init_video_frames"] == 8
     hires = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
     frames = ac.frames_of(video(webui, {"motion_module": HOTSHOT, "frames": 8, "formats": []}, **hires))
     assert len(frames) == 8 and frames[0].shape == (96, 96, 3)
