@@ -119,6 +119,7 @@ def test_the_sdxl_benchmarks_unet_is_sdxls_and_the_command_reports_finite_ratios
     results = bench_motion_sdxl.run_benchmark(cfg, log=lambda message: None)
     assert set(results["r_mm"]) == {"sdxl_beta", "hotshotxl"}
     assert all(math.isfinite(r) and r > 0 for r in results["r_mm"].values())
+    assert all(floor > 1 for floor in results["flop_floor"].values())  # the modules add work
     assert results["memory"] == {}  # CPU: no peak-memory counter
     path = tmp_path / "sdxl.json"
     bench_motion.write_json(results, str(path))

@@ -150,6 +150,31 @@ def make_inputs(cfg: SdxlConfig):
     return x, t, context, y
 
 
+def count_flops(cfg: SdxlConfig) -> Dict[str, float]:
+    """FLOPs of one UNet call, bare and per family, counted on the meta device with the timed runs'
+    attention path: the floor of R_mm at this configuration (1 multiply-add = 2 FLOP)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = sdxl_unet(cfg.width, cfg.context_dim, cfg.head_channels, cfg.depths, cfg.adm_in_channels).eval()
+        x = torch.empty(cfg.rows, 4, cfg.size, cfg.size)
+        t = torch.zeros(cfg.rows, dtype=torch.long)
+        context = torch.empty(cfg.rows, cfg.tokens, cfg.context_dim)
+        y = torch.empty(cfg.rows, cfg.adm_in_channels)
+    flops = {}
+    with bm.webui_attention(unet, "sdpa"), torch.no_grad():
+        for family in (None,) + FAMILIES:
+            setup = contextlib.nullcontext()
+            if family is not None:
+                with torch.device("meta"):
+                    motion = MotionModel(full_width_spec(family, cfg.width))
+                setup = inject(unet, motion, cfg.frames)
+            with setup, FlopCounterMode(display=False) as counter:
+                unet(x, t, context, y)
+            flops["bare" if family is None else family] = float(counter.get_total_flops())
+    return flops
+
+
 def run_benchmark(cfg: SdxlConfig, log=print) -> Dict[str, object]:
     saved_threads = torch.get_num_threads()
     if cfg.threads:
@@ -189,8 +214,10 @@ def _run(cfg: SdxlConfig, log) -> Dict[str, object]:
     bare = summary["bare SDXL UNet"]["median"]
     ratios = {family: summary[f"+ {family}"]["median"] / bare for family in FAMILIES if f"+ {family}" in summary}
     weights = {"unet": bm.param_bytes(unet), **{family: bm.param_bytes(m) for family, m in motions.items()}}
+    flops = count_flops(cfg)
+    floors = {family: flops[family] / flops["bare"] for family in FAMILIES}
     return {"config": asdict(cfg), "environment": bm.environment(cfg), "samples_ms": samples, "summary_ms": summary,
-            "r_mm": ratios, "memory": memory, "failed": failed, "weights_bytes": weights,
+            "r_mm": ratios, "flops": flops, "flop_floor": floors, "memory": memory, "failed": failed, "weights_bytes": weights,
             "unet_parameters": sum(p.numel() for p in unet.parameters())}
 
 
@@ -200,11 +227,13 @@ def format_report(results: Dict[str, object]) -> str:
              f"width {cfg['width']}, depths {tuple(cfg['depths'])}, {cfg['clips']} x {cfg['frames']} frames at "
              f"{cfg['size'] * 8} x {cfg['size'] * 8}, {cfg['iters']} interleaved rounds",
              f"  UNet parameters {results['unet_parameters']:,}", "",
-             "| variant | median ms | p90 ms | R_mm |", "|---|---|---|---|"]
+             "| variant | median ms | p90 ms | GFLOP | R_mm | FLOP floor |", "|---|---|---|---|---|---|"]
     for name, s in results["summary_ms"].items():
         family = name[2:] if name.startswith("+ ") else None
         ratio = f"{results['r_mm'][family]:.3f}" if family in results["r_mm"] else "1"
-        lines.append(f"| {name} | {s['median']:.1f} | {s['p90']:.1f} | {ratio} |")
+        floor = f"{results['flop_floor'][family]:.3f}" if family in results["flop_floor"] else "1"
+        gflop = results["flops"][family or "bare"] / 1e9
+        lines.append(f"| {name} | {s['median']:.1f} | {s['p90']:.1f} | {gflop:.1f} | {ratio} | {floor} |")
     for name, m in results["memory"].items():
         lines.append(f"  peak above resident, {name}: {bm._gib(m['activations'])}")
     for name, why in results["failed"].items():
