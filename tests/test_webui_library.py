@@ -183,3 +183,26 @@ def test_read_keys_reads_headers_and_zip_pickles_without_the_tensors(tmp_path):
     assert sorted(read_keys(str(tmp_path / "x.safetensors"))) == ["a.weight", "b.bias"]
     assert sorted(read_keys(str(tmp_path / "x.ckpt"))) == ["a.weight", "b.bias"]
     assert read_keys(str(tmp_path / "old.pt")) is None and read_keys(str(tmp_path / "broken.safetensors")) is None
+
+
+@pytest.mark.parametrize("keys, family", [
+    # SD1.x: CLIP-L under cond_stage_model.transformer (as the webui's SD1 checkpoints store it)
+    (["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", "model.diffusion_model.out.2.weight"], "SD1.x"),
+    # SDXL base: CLIP-L as embedders.0, OpenCLIP bigG as embedders.1
+    (["conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+      "conditioner.embedders.1.model.ln_final.weight", "model.diffusion_model.label_emb.0.0.weight"], "SDXL"),
+    # SDXL refiner: OpenCLIP bigG only (embedders.0); SD2: cond_stage_model.model
+    (["conditioner.embedders.0.model.ln_final.weight", "model.diffusion_model.label_emb.0.0.weight"], None),
+    (["cond_stage_model.model.ln_final.weight", "model.diffusion_model.out.2.weight"], None),
+])
+def test_the_checkpoint_family_is_read_from_its_tensor_names(tmp_path, keys, family):
+    import torch
+    from safetensors.torch import save_file
+
+    from lib_animate.webui.jobs.model_kind import checkpoint_file_family
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: torch.zeros(1) for k in keys}, str(path))
+    assert checkpoint_file_family(str(path)) == family
+    torch.save({"state_dict": {k: torch.zeros(1) for k in keys}}, str(tmp_path / "model.ckpt"))
+    assert checkpoint_file_family(str(tmp_path / "model.ckpt")) == family
