@@ -160,3 +160,30 @@ def test_an_sdxl_module_on_the_sd1_checkpoint_is_refused_naming_both(webui, sdxl
         error = ac.rejected(webui, ac.payload({"enable": True, "motion_module": HOTSHOT, "frames": 8}))
         assert "SDXL motion module" in error and "HotShot-XL" in error and CHECKPOINT_NAME in error, error
         assert ac.ok(webui, ac.payload(batch_size=2))["images"] == baseline
+
+
+@pytest.mark.parametrize("flag", ["--lowvram", "--medvram"])
+def test_the_low_vram_modes_give_the_same_sdxl_video(webui, sdxl_modules, flag):
+    """SDXL users often run --medvram / --lowvram: the webui's own policy moves the SDXL UNet (split into
+    its --lowvram parts, or inside sd_model.model) with the motion modules in its blocks, and the video
+    is the one without the flag (the probe extension records the moves; tests/e2e/test_low_vram.py)."""
+    from tests.e2e.test_low_vram import PREFIX, traced, unet_part_labels
+
+    body = ac.payload({"enable": True, "motion_module": HOTSHOT, "frames": 6, "context_length": 4, "context_overlap": 1,
+                       "formats": []}, steps=3)
+    with with_checkpoint(webui, SDXL_CHECKPOINT_NAME):
+        expected = ac.frames_of(ac.ok(webui, body))
+    with webui.temporarily(extra_args=[flag]), with_checkpoint(webui, SDXL_CHECKPOINT_NAME):
+        plain = ac.ok(webui, ac.payload(batch_size=2))["images"]
+        data, probe = traced(webui, body)
+        assert probe["model_lowvram"]
+        assert all(np.array_equal(a, b) for a, b in zip(ac.frames_of(data), expected))
+        calls = [label for label in probe["trace"] if label.startswith(PREFIX)]
+        if flag == "--lowvram":  # every UNet call takes the SDXL UNet's 20 parts in the webui's order
+            parts = unet_part_labels(len(probe["unet_part_pre_hooks"]))
+            assert len(parts) == 20 and calls[:len(parts)] == parts and len(calls) % len(parts) == 0
+            assert probe["unet_part_pre_hooks"] == [1] * len(parts)
+        else:
+            assert "model" in probe["trace"] and not calls
+        assert probe["trace"][-1] == "first_stage_model" and probe["now"] == "none"
+        assert ac.ok(webui, ac.payload(batch_size=2))["images"] == plain
