@@ -216,17 +216,22 @@ def build_ldm_unet(cfg: BenchConfig) -> nn.Module:
     return unet.to(cfg.torch_dtype).eval()
 
 
-def build_motion_model(cfg: BenchConfig, version: str) -> MotionModel:
-    """Seeded random weights at the UNet's width; norm affine parameters perturbed so they matter."""
-    torch.manual_seed(cfg.seed + 1 + VERSIONS.index(version))
-    with torch.device(cfg.device):
-        model = MotionModel(full_width_spec(version, cfg.width), name=f"random {version}")
+def random_motion_model(version: str, width: int, device: str, dtype: torch.dtype, seed: int) -> MotionModel:
+    """A motion model of family ``version`` at ``width`` with seeded random weights; norm affine parameters
+    perturbed so they matter."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = MotionModel(full_width_spec(version, width), name=f"random {version}")
         with torch.no_grad():
             for module in model.modules():
                 if isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
                     module.weight.normal_(1.0, 0.1)
                     module.bias.normal_(0.0, 0.1)
-    return model.to(cfg.torch_dtype).eval()
+    return model.to(dtype).eval()
+
+
+def build_motion_model(cfg: BenchConfig, version: str) -> MotionModel:
+    return random_motion_model(version, cfg.width, cfg.device, cfg.torch_dtype, cfg.seed + 1 + VERSIONS.index(version))
 
 
 def make_inputs(cfg: BenchConfig, rows: Optional[int] = None):
@@ -597,16 +602,23 @@ def chunking_plan(cfg: BenchConfig) -> Dict[str, object]:
     return plan
 
 
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]):
+    """torch's CPU thread count set to ``threads`` (None: unchanged) for the block, restored after it.
+    On a busy machine two OpenMP threads wait on each other at every op; one is steadier."""
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def run_benchmark(cfg: BenchConfig, log=print) -> Dict[str, object]:
     """Build, measure and return every number (raw timings, summaries, ratios, environment)."""
-    saved_threads = torch.get_num_threads()
-    if cfg.threads:
-        # On a busy machine two OpenMP threads wait on each other at every op; one is steadier.
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run_benchmark(cfg, log)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def _run_benchmark(cfg: BenchConfig, log) -> Dict[str, object]:

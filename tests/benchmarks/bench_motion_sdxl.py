@@ -130,15 +130,7 @@ def build_unet(cfg: SdxlConfig) -> nn.Module:
 
 
 def build_motion(cfg: SdxlConfig, family: str) -> MotionModel:
-    torch.manual_seed(cfg.seed + 1 + FAMILIES.index(family))
-    with torch.device(cfg.device):
-        model = MotionModel(full_width_spec(family, cfg.width), name=f"random {family}")
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
-                    module.weight.normal_(1.0, 0.1)
-                    module.bias.normal_(0.0, 0.1)
-    return model.to(cfg.torch_dtype).eval()
+    return bm.random_motion_model(family, cfg.width, cfg.device, cfg.torch_dtype, cfg.seed + 1 + FAMILIES.index(family))
 
 
 def make_inputs(cfg: SdxlConfig):
@@ -176,13 +168,8 @@ def count_flops(cfg: SdxlConfig) -> Dict[str, float]:
 
 
 def run_benchmark(cfg: SdxlConfig, log=print) -> Dict[str, object]:
-    saved_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with bm.torch_threads(cfg.threads):
         return _run(cfg, log)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def _run(cfg: SdxlConfig, log) -> Dict[str, object]:

@@ -40,7 +40,7 @@ from lib_animate.reference.unet import build_unet
 from lib_animate.sampling.layout import COND, UNCOND, FrameLayout
 from tests.benchmarks.bench_motion import (
     CPU_HALF_MESSAGE, DTYPES, Variant, autocast_context, environment, is_cuda, load_average, measure_interleaved, measure_peak_memory,
-    rel_l2, sdpa_cross_attention_forward, summarize, synchronize,
+    rel_l2, sdpa_cross_attention_forward, summarize, synchronize, torch_threads,
 )
 
 LATENT_CHANNELS = 4
@@ -172,13 +172,8 @@ def count_flops(cfg: RefConfig) -> Dict[str, float]:
 
 
 def run_benchmark(cfg: RefConfig, log=print) -> Dict[str, object]:
-    saved_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run(cfg, log)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def _run(cfg: RefConfig, log) -> Dict[str, object]:

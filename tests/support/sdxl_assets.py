@@ -100,21 +100,15 @@ def build(webui, out, final, tiny_clip_final, name, seed):
     # pretrained=None: open_clip loads the hub entry's weights file for an hf-hub: name
     embedders[1].params.update(arch="hf-hub:" + BIGG_REPO, version=None)
 
+    from webui_env import make_posterior_deterministic, randomize_zero_initialised  # the SD1 recipe's steps
+
     torch.manual_seed(seed)
     model = instantiate_from_config(cfg.model).eval()
-    # sgm zero-initialises some output layers (UNet out convs, transformer proj_out); random values there
-    # make the UNet output depend on its input. The text encoders stay as built.
-    for part in (model.model, model.first_stage_model):
-        for module in part.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear)) and torch.count_nonzero(module.weight) == 0:
-                module.reset_parameters()
-    # Deterministic VAE posterior, as in the SD1 recipe: sgm's AutoencoderKL has the same quant_conv
-    # (2 * z_channels -> 2 * embed_dim) and clamps the log-variance to [-30, 20].
-    with torch.no_grad():
-        quant = model.first_stage_model.quant_conv
-        half = quant.out_channels // 2
-        quant.weight[half:].zero_()
-        quant.bias[half:].fill_(-30.0)
+    for part in (model.model, model.first_stage_model):  # the text encoders stay as built
+        randomize_zero_initialised(part)
+    # sgm's AutoencoderKL has the same quant_conv (2 * z_channels -> 2 * embed_dim) as ldm's and clamps the
+    # log-variance to [-30, 20]
+    make_posterior_deterministic(model.first_stage_model)
 
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     prefixes = ("model.diffusion_model.", "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.",

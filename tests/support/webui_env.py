@@ -323,6 +323,29 @@ def write_clip_files(out):
     _write_files(out / "tiny-clip", dict(tokenizer, **{"config.json": json.dumps(tiny, indent=2)}))
 
 
+def randomize_zero_initialised(model):
+    """ldm and sgm zero-initialise some output layers (UNet out convs, proj_out); random values there make
+    the UNet output depend on its input."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear)) and torch.count_nonzero(module.weight) == 0:
+            module.reset_parameters()
+
+
+def make_posterior_deterministic(vae):
+    """A trained VAE's posterior is nearly deterministic (tiny std); a random one's is not, and the webui
+    samples it with the global RNG, which would make img2img differ from request to request. A very
+    negative log-variance (the second half of quant_conv's outputs) makes it deterministic too."""
+    import torch
+
+    with torch.no_grad():
+        quant = vae.quant_conv
+        half = quant.out_channels // 2
+        quant.weight[half:].zero_()
+        quant.bias[half:].fill_(-30.0)
+
+
 def build_checkpoint(webui, out, final):
     """A random SD1 LatentDiffusion at tiny widths from the webui's v1-inference.yaml, plus its .yaml."""
     sys.path.insert(0, str(webui / "repositories" / "stable-diffusion-stability-ai"))
@@ -344,18 +367,8 @@ def build_checkpoint(webui, out, final):
 
     torch.manual_seed(SEED)
     model = instantiate_from_config(cfg.model).eval()
-    # ldm zero-initialises some output layers; random values there make the UNet output depend on its input.
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear)) and torch.count_nonzero(module.weight) == 0:
-            module.reset_parameters()
-    # A trained VAE's posterior is nearly deterministic (tiny std); a random one's is not, and the webui
-    # samples it with the global RNG, which would make img2img differ from request to request.
-    # A very negative log-variance (the second half of quant_conv's outputs) makes it deterministic too.
-    with torch.no_grad():
-        quant = model.first_stage_model.quant_conv
-        half = quant.out_channels // 2
-        quant.weight[half:].zero_()
-        quant.bias[half:].fill_(-30.0)
+    randomize_zero_initialised(model)
+    make_posterior_deterministic(model.first_stage_model)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     # One metadata key only: safetensors writes several in random order, which would change the file's hash.
     save_file(state, str(out / (CHECKPOINT_NAME + ".safetensors")), metadata={"format": "pt"})
