@@ -77,8 +77,7 @@ def test_modules_go_where_the_originals_put_them_and_leave_no_trace(tmp_path, ve
 
 @torch.no_grad()
 def test_an_ad_sdxl_module_with_zero_proj_out_leaves_the_unet_exactly_as_it_was(tmp_path):
-    state = mf.sdxl_state("sdxl_beta")
-    state = {k: (torch.zeros_like(v) if "proj_out" in k else v) for k, v in state.items()}
+    state = mf.sdxl_state("sdxl_beta", zero_proj_out=True)
     unet = sdxl_layout_unet()
     motion = load(mf.save(state, str(tmp_path / "zero.safetensors")))
     x, t, context = inputs()
@@ -94,8 +93,7 @@ def test_hotshot_normalises_the_unets_resblocks_across_frames(tmp_path):
     test_motion_oracle.py), and differs from the plain UNet."""
     from tests.test_motion_oracle import CrossFrameNorm
 
-    state = mf.sdxl_state("hotshot")
-    state = {k: (torch.zeros_like(v) if "proj_out" in k else v) for k, v in state.items()}
+    state = mf.sdxl_state("hotshot", zero_proj_out=True)
     unet = sdxl_layout_unet()
     motion = load(mf.save(state, str(tmp_path / "zero-hotshot.safetensors")))
     x, t, context = inputs()

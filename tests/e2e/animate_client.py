@@ -48,12 +48,6 @@ HOTSHOT = "sdxl/hsxl_tiny_temporal_layers.safetensors"
 HOTSHOT_ZERO = "sdxl/hsxl_tiny_zero.safetensors"
 
 
-def _zero_proj_out(state):
-    import torch
-
-    return {k: torch.zeros_like(v) if ".temporal_transformer.proj_out." in k else v for k, v in state.items()}
-
-
 def sdxl_motion_folder(webui) -> Path:
     """motion_folder() plus the SDXL modules in its sdxl/ subfolder."""
     import torch
@@ -62,9 +56,9 @@ def sdxl_motion_folder(webui) -> Path:
     if not (folder / HOTSHOT_ZERO).exists():
         (folder / "sdxl").mkdir(exist_ok=True)
         torch.save(mf.sdxl_state("sdxl_beta", seed=31), str(folder / AD_SDXL))
-        mf.save(_zero_proj_out(mf.sdxl_state("sdxl_beta", seed=31)), str(folder / AD_SDXL_ZERO))
+        mf.save(mf.sdxl_state("sdxl_beta", seed=31, zero_proj_out=True), str(folder / AD_SDXL_ZERO))
         mf.save(mf.to_hotshot_naming(mf.sdxl_state("hotshot", seed=32)), str(folder / HOTSHOT))
-        mf.save(mf.to_hotshot_naming(_zero_proj_out(mf.sdxl_state("hotshot", seed=32))), str(folder / HOTSHOT_ZERO))
+        mf.save(mf.to_hotshot_naming(mf.sdxl_state("hotshot", seed=32, zero_proj_out=True)), str(folder / HOTSHOT_ZERO))
     return folder
 
 

@@ -145,6 +145,14 @@ def test_img2vid_vid2vid_and_hires_fix_on_sdxl(webui, on_sdxl):
     assert_plain_sdxl_unchanged(webui, on_sdxl)
 
 
+def test_an_exception_mid_sampling_on_sdxl_restores_everything(webui, on_sdxl):
+    body = ac.payload({"enable": True, "motion_module": HOTSHOT, "frames": 8, "prompt_interpolation": "slerp",
+                       "formats": ["GIF"]}, prompt="0: a red fox\n4: a white owl")
+    response = webui.post("/sdapi/v1/txt2img", ac.failing_at_step(body, 2))
+    assert response.status == 500 and "failing on purpose at step 2" in response.text()
+    assert_plain_sdxl_unchanged(webui, on_sdxl)  # modules, HotShot's norm hooks and the schedule are gone
+
+
 def test_what_cannot_run_on_sdxl_is_refused_naming_both(webui, on_sdxl):
     error = ac.rejected(webui, ac.payload({"enable": True, "motion_module": ac.MODULE, "frames": 8}))
     assert "SD1.5 motion module" in error and ac.MODULE in error and SDXL_CHECKPOINT_NAME in error, error

@@ -82,11 +82,14 @@ def save(state, path, wrap=False):
     return path
 
 
-def sdxl_state(version="sdxl_beta", model_channels=32, seed=0):
-    """3-level SDXL layout (mm_sdxl_v10_beta: pe 32; HotShot: pe 24)."""
+def sdxl_state(version="sdxl_beta", model_channels=32, seed=0, zero_proj_out=False):
+    """3-level SDXL layout (mm_sdxl_v10_beta: pe 32; HotShot: pe 24). ``zero_proj_out``: the same weights
+    with every module's proj_out zeroed (the module then adds nothing itself)."""
     spec = full_width_spec("sdxl_beta" if version == "sdxl_beta" else "hotshotxl", model_channels)
     g = torch.Generator().manual_seed(seed)
     state = {k: 0.02 * torch.randn(s, generator=g) for k, s in expected_shapes(spec).items()}
+    if zero_proj_out:
+        state = {k: torch.zeros_like(v) if ".temporal_transformer.proj_out." in k else v for k, v in state.items()}
     length = 32 if version == "sdxl_beta" else 24
     for slot, c in spec.channels:
         for a in (0, 1):

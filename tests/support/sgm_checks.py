@@ -152,10 +152,7 @@ def check_families(webui: Path, tmp: Path) -> dict:
                 "hooks_left": sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in sgm.modules()),
             }
 
-        zero = mf.sdxl_state("sdxl_beta")
-        for key in zero:
-            if key.endswith("temporal_transformer.proj_out.weight") or key.endswith("temporal_transformer.proj_out.bias"):
-                zero[key] = torch.zeros_like(zero[key])
+        zero = mf.sdxl_state("sdxl_beta", zero_proj_out=True)
         with inject(sgm, load(mf.save(zero, str(tmp / "zero.safetensors"))), FRAMES):
             report["zero_proj_out_identical"] = bool(torch.equal(sgm(x, t, context, y), plain_sgm))
 
